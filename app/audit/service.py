@@ -1,0 +1,75 @@
+"""The audit trail: every state change appends an event in the same transaction as the change.
+
+Events are hash-chained: ``hash = sha256(prev_hash || canonical JSON of the event)``. Payloads carry
+counts and hashes, never raw personal data (sample-ID lists are referenced by their sha256).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.audit import repository
+from app.audit.tables import AuditEvent
+from app.core.hashing import canonical_json, sha256_hex
+from app.db.types import utcnow
+
+GENESIS_HASH = "0" * 64
+
+
+def _opt(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def chained_body(event: AuditEvent) -> dict[str, Any]:
+    """The exact fields the hash covers (a verifier recomputes it from a row)."""
+    return {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "entity": {"type": event.entity_type, "id": event.entity_id},
+        "model_id": _opt(event.model_id),
+        "forget_request_id": _opt(event.forget_request_id),
+        "job_id": _opt(event.job_id),
+        "payload": event.payload,
+    }
+
+
+def event_hash(prev_hash: str, event: AuditEvent) -> str:
+    return sha256_hex(prev_hash + canonical_json(chained_body(event)))
+
+
+def record(
+    db: Session,
+    *,
+    action: str,
+    actor: str,
+    entity_type: str,
+    entity_id: uuid.UUID | str,
+    model_id: uuid.UUID | None = None,
+    forget_request_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    payload: dict[str, Any] | None = None,
+) -> AuditEvent:
+    repository.lock_chain(db)
+    last = repository.last_link(db)
+    seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
+    event = AuditEvent(
+        seq=seq,
+        occurred_at=utcnow(),
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        model_id=model_id,
+        forget_request_id=forget_request_id,
+        job_id=job_id,
+        payload=payload or {},
+        prev_hash=prev_hash,
+    )
+    event.hash = event_hash(prev_hash, event)
+    repository.add(db, event)
+    return event

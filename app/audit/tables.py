@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base
+from app.db.types import JSONType, UTCDateTime
+
+
+class AuditEvent(Base):
+    """Append-only and hash-chained: hash = sha256(prev_hash || canonical JSON of the event)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_model_id_seq", "model_id", "seq"),
+        Index("ix_audit_events_forget_request_id_seq", "forget_request_id", "seq"),
+        Index("ix_audit_events_job_id_seq", "job_id", "seq"),
+        Index("ix_audit_events_action_seq", "action", "seq"),
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(100))
+    model_id: Mapped[uuid.UUID | None] = mapped_column()
+    forget_request_id: Mapped[uuid.UUID | None] = mapped_column()
+    job_id: Mapped[uuid.UUID | None] = mapped_column()
+    payload: Mapped[dict] = mapped_column(JSONType)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,94 @@
+"""One error type for the whole service, rendered as RFC 9457 problem+json by one handler.
+
+``type`` is a stable URI reference (``/problems/<slug>``); ``GET /problems/<slug>`` describes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# slug -> what it means; the catalogue served at /problems/<slug>
+PROBLEM_TYPES: dict[str, str] = {
+    "validation-error": "The request body, query or path did not validate; `errors` lists each problem.",
+    "not-found": "The resource does not exist (or is not visible to you).",
+    "route-not-found": "No API route has this path.",
+    "method-not-allowed": "The route exists but not with this HTTP method.",
+    "conflict": "The request conflicts with the current state of the resource.",
+    "unknown-sample-ids": "Some sample IDs are not in the model's dataset; `unknown_sample_ids` lists "
+    "the first 100 and `unknown_count` counts them. Nothing was queued.",
+    "not-training-samples": "Some sample IDs are in the dataset but not in its training split, so the "
+    "model never learned from them.",
+    "duplicate-sample-ids": "A dataset's sample IDs must be unique; `duplicate_sample_ids` lists them.",
+    "invalid-dataset": "The uploaded dataset file is not a valid .npz of the documented shape.",
+    "invalid-weights": "The uploaded weights do not match the architecture: `missing_keys`, "
+    "`unexpected_keys` and `shape_mismatches` name the tensors.",
+    "idempotency-key-reused": "This Idempotency-Key was used before with a different request body.",
+    "request-id-conflict": "This client request_id was used before with a different request body.",
+    "method-not-applicable": "The unlearning method cannot serve this scope or this model.",
+    "model-not-ready": "The model has no trained version to unlearn from.",
+    "job-not-cancellable": "The job has already finished or is verifying its result.",
+    "payload-too-large": "The request body or upload is over the configured limit.",
+    "version-unavailable": "This model version's checkpoint is not available for download.",
+    "job-failed": "The job failed; `detail` says why.",
+    "artifact-missing": "A stored file this resource needs is missing from the artifact store.",
+    "service-unavailable": "A backing service (database, broker) is not reachable; retry later.",
+    "internal-error": "An unexpected server error; the log has the details under `trace_id`.",
+}
+
+
+class ProblemError(Exception):
+    """Raise anywhere in a request to answer with a problem document."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str | None = None, **extensions: Any):
+        assert slug in PROBLEM_TYPES, f"undocumented problem type {slug!r}"
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.extensions = extensions
+
+    def to_dict(self, instance: str | None = None) -> dict[str, Any]:
+        return problem_body(self.status, self.slug, self.title, self.detail, instance, **self.extensions)
+
+
+def problem_body(
+    status: int, slug: str, title: str, detail: str | None = None, instance: str | None = None, **ext: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(ext)
+    return body
+
+
+class NotFound(ProblemError):
+    def __init__(self, what: str, ident: object):
+        super().__init__(404, "not-found", f"{what} not found", f"No {what} with id {ident}.")
+
+
+class Conflict(ProblemError):
+    def __init__(self, detail: str, slug: str = "conflict", title: str = "Conflict", **ext: Any):
+        super().__init__(409, slug, title, detail, **ext)
+
+
+class Invalid(ProblemError):
+    """A 422 for rules a schema cannot express (they need the database or a file's contents)."""
+
+    def __init__(self, detail: str, slug: str = "validation-error", title: str = "Invalid request", **ext):
+        super().__init__(422, slug, title, detail, **ext)
+
+
+def pydantic_errors(errors: list[dict[str, Any]], prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's error list -> ours: where (a path), what (the message), and the offending input type."""
+    out = []
+    for e in errors:
+        loc = [*prefix, *e.get("loc", ())]
+        out.append(
+            {"loc": loc, "field": ".".join(str(p) for p in loc), "message": e.get("msg", ""), "type": e.get("type", "")}
+        )
+    return out

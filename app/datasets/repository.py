@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from app.datasets.tables import Dataset, DatasetSample
+
+CHUNK = 10_000  # bound on bind parameters per statement (psycopg and SQLite both have limits)
+
+
+def get(db: Session, dataset_id: uuid.UUID) -> Dataset | None:
+    return db.get(Dataset, dataset_id)
+
+
+def add(db: Session, dataset: Dataset, ids: np.ndarray, labels: np.ndarray, split: np.ndarray) -> None:
+    db.add(dataset)
+    db.flush()
+    for start in range(0, len(ids), CHUNK):
+        rows = [
+            {"dataset_id": dataset.id, "row_index": i, "sample_id": sid, "label": int(lab), "split": str(sp)}
+            for i, sid, lab, sp in zip(
+                range(start, start + CHUNK),
+                ids[start : start + CHUNK].tolist(),
+                labels[start : start + CHUNK].tolist(),
+                split[start : start + CHUNK].tolist(),
+                strict=False,
+            )
+        ]
+        db.execute(insert(DatasetSample), rows)
+
+
+def list_datasets(db: Session, *, after: uuid.UUID | None, limit: int) -> list[Dataset]:
+    q = select(Dataset).order_by(Dataset.id).limit(limit)
+    if after:
+        q = q.where(Dataset.id > after)
+    return list(db.scalars(q))
+
+
+def splits_of(db: Session, dataset_id: uuid.UUID, sample_ids: Sequence[str]) -> dict[str, str]:
+    """sample_id -> split, for the IDs that exist."""
+    found: dict[str, str] = {}
+    for start in range(0, len(sample_ids), CHUNK):
+        chunk = sample_ids[start : start + CHUNK]
+        q = select(DatasetSample.sample_id, DatasetSample.split).where(
+            DatasetSample.dataset_id == dataset_id, DatasetSample.sample_id.in_(chunk)
+        )
+        found.update({r.sample_id: r.split for r in db.execute(q)})
+    return found
+
+
+def erased_rows(db: Session, dataset_id: uuid.UUID) -> list[int]:
+    q = select(DatasetSample.row_index).where(
+        DatasetSample.dataset_id == dataset_id, DatasetSample.erased_at.is_not(None)
+    )
+    return list(db.scalars(q))
+
+
+def erase_samples(
+    db: Session, dataset_id: uuid.UUID, sample_ids: Sequence[str], *, request_id: uuid.UUID, now: datetime
+) -> int:
+    n = 0
+    for start in range(0, len(sample_ids), CHUNK):
+        n += db.execute(
+            update(DatasetSample)
+            .where(
+                DatasetSample.dataset_id == dataset_id,
+                DatasetSample.erased_at.is_(None),
+                DatasetSample.sample_id.in_(sample_ids[start : start + CHUNK]),
+            )
+            .values(erased_at=now, erased_by_request=request_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return n
+
+
+def erase_classes(
+    db: Session, dataset_id: uuid.UUID, labels: Iterable[int], *, request_id: uuid.UUID, now: datetime
+) -> int:
+    """Tombstone the training rows of these classes (test rows stay: they measure the forgetting)."""
+    return db.execute(
+        update(DatasetSample)
+        .where(
+            DatasetSample.dataset_id == dataset_id,
+            DatasetSample.erased_at.is_(None),
+            DatasetSample.split == "train",
+            DatasetSample.label.in_(list(labels)),
+        )
+        .values(erased_at=now, erased_by_request=request_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount

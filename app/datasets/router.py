@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
+
+from app.core.deps import SessionDep
+from app.core.errors import Invalid
+from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_page
+from app.core.validation import SafeName
+from app.datasets import repository, service
+from app.datasets.schemas import DatasetOut
+from app.db import commit
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetOut,
+    summary="Register a dataset: upload an .npz, or pick a built-in one",
+)
+def create_dataset(
+    db: SessionDep,
+    response: Response,
+    file: Annotated[UploadFile | None, File(description="An .npz with arrays ids, x, y and optional split.")] = None,
+    name: Annotated[SafeName | None, Form(description="A name for the dataset.")] = None,
+    builtin: Annotated[Literal["digits"] | None, Form(description="A built-in dataset instead of a file.")] = None,
+):
+    if (file is None) == (builtin is None):
+        raise Invalid("send exactly one of `file` (an .npz upload) or `builtin` (e.g. digits)")
+    if file is not None:
+        if name is None:
+            raise Invalid("`name` is required with an uploaded file")
+        data = file.file.read()  # size already bounded by BodySizeLimitMiddleware
+        ds = service.register_upload(db, name=name, data=data, actor="api")
+    else:
+        ds = service.register_builtin(db, builtin=builtin, name=name, actor="api")
+    commit(db)
+    response.headers["Location"] = f"/v1/datasets/{ds.id}"
+    return ds
+
+
+@router.get("", response_model=Page[DatasetOut], summary="List datasets")
+def list_datasets(db: SessionDep, page_size: PageSize = 50, page_token: PageToken = None):
+    rows = repository.list_datasets(db, after=decode_id_token(page_token), limit=page_size + 1)
+    return id_page(rows, page_size, DatasetOut.model_validate)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset")
+def get_dataset(db: SessionDep, dataset_id: uuid.UUID):
+    return service.get_dataset(db, dataset_id)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base
+from app.db.types import JSONType, UTCDateTime
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(50))  # "upload" or "builtin:<name>"
+    artifact_key: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    num_rows: Mapped[int] = mapped_column(Integer)
+    classes: Mapped[list] = mapped_column(JSONType)
+    splits: Mapped[dict] = mapped_column(JSONType)
+    input_shape: Mapped[list] = mapped_column(JSONType)
+    x_dtype: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DatasetSample(Base):
+    """The index of a dataset's rows: which sample ID is which row, its label and split, erasure."""
+
+    __tablename__ = "dataset_samples"
+    __table_args__ = (Index("ix_dataset_samples_dataset_id_sample_id", "dataset_id", "sample_id", unique=True),)
+
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(200))
+    label: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(10))
+    # tombstone: set when an erasure succeeded; the row never again enters training
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    erased_by_request: Mapped[uuid.UUID | None] = mapped_column()

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.forget_requests.tables import ForgetRequest, IdempotencyKey
+
+
+def get(db: Session, forget_request_id: uuid.UUID) -> ForgetRequest | None:
+    return db.get(ForgetRequest, forget_request_id)
+
+
+def get_by_client_id(db: Session, request_id: str) -> ForgetRequest | None:
+    return db.scalar(select(ForgetRequest).where(ForgetRequest.request_id == request_id))
+
+
+def add(db: Session, fr: ForgetRequest) -> None:
+    db.add(fr)
+    db.flush()
+
+
+def set_state(db: Session, ids: list[uuid.UUID], state: str, now: datetime) -> None:
+    if ids:
+        db.execute(
+            update(ForgetRequest)
+            .where(ForgetRequest.id.in_(ids))
+            .values(state=state, updated_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+
+
+def list_requests(
+    db: Session, *, model_id: uuid.UUID | None, state: str | None, after: uuid.UUID | None, limit: int
+) -> list[ForgetRequest]:
+    q = select(ForgetRequest).order_by(ForgetRequest.id).limit(limit)
+    if model_id:
+        q = q.where(ForgetRequest.model_id == model_id)
+    if state:
+        q = q.where(ForgetRequest.state == state)
+    if after:
+        q = q.where(ForgetRequest.id > after)
+    return list(db.scalars(q))
+
+
+def get_idempotency(db: Session, key: str) -> IdempotencyKey | None:
+    return db.get(IdempotencyKey, key)
+
+
+def idempotency_of_request(db: Session, forget_request_id: uuid.UUID) -> IdempotencyKey | None:
+    return db.scalar(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.forget_request_id == forget_request_id)
+        .order_by(IdempotencyKey.created_at)
+        .limit(1)
+    )
+
+
+def add_idempotency(db: Session, row: IdempotencyKey) -> None:
+    db.add(row)
+    db.flush()

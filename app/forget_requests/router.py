@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, status
+from fastapi.responses import JSONResponse
+
+from app.core.deps import SessionDep
+from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_page
+from app.core.validation import ClientKey
+from app.db import commit
+from app.forget_requests import repository, service
+from app.forget_requests.schemas import ForgetRequestCreate, ForgetRequestOut, MethodOut
+from app.jobs.states import JobState
+from workers.engine.methods import METHODS
+
+router = APIRouter(prefix="/v1", tags=["forget requests"])
+
+
+@router.get("/methods", response_model=list[MethodOut], summary="Unlearning methods and their params")
+def list_methods():
+    return [
+        MethodOut(
+            name=m.name,
+            summary=m.summary,
+            scopes=sorted(m.scopes),
+            needs_update_log=m.needs_update_log,
+            params_schema=m.Params.model_json_schema(),
+        )
+        for m in METHODS.values()
+    ]
+
+
+@router.post(
+    "/forget-requests",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ForgetRequestOut,
+    summary="Ask for a model to forget samples or classes (202 + Location; poll it)",
+)
+def create_forget_request(
+    db: SessionDep,
+    body: Annotated[ForgetRequestCreate, Body()],
+    idempotency_key: Annotated[
+        ClientKey | None, Header(description="Retries with the same key and body get the original answer.")
+    ] = None,
+):
+    answer = service.submit(db, body, idempotency_key=idempotency_key, actor="api")
+    commit(db)
+    headers = {"Location": answer.location}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+@router.get("/forget-requests", response_model=Page[ForgetRequestOut], summary="List forget requests")
+def list_forget_requests(
+    db: SessionDep,
+    model_id: uuid.UUID | None = None,
+    state: JobState | None = None,
+    page_size: PageSize = 50,
+    page_token: PageToken = None,
+):
+    rows = repository.list_requests(
+        db, model_id=model_id, state=state, after=decode_id_token(page_token), limit=page_size + 1
+    )
+    return id_page(rows, page_size, lambda fr: service.describe(db, fr))
+
+
+@router.get(
+    "/forget-requests/{forget_request_id}", response_model=ForgetRequestOut, summary="One forget request, with its jobs"
+)
+def get_forget_request(db: SessionDep, forget_request_id: uuid.UUID):
+    return service.describe(db, service.get_request(db, forget_request_id))
+
+
+@router.post(
+    "/forget-requests/{forget_request_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ForgetRequestOut,
+    summary="Cancel the request's queued or running job",
+)
+def cancel_forget_request(db: SessionDep, forget_request_id: uuid.UUID):
+    fr = service.cancel(db, service.get_request(db, forget_request_id), actor="api")
+    commit(db)
+    return service.describe(db, fr)

@@ -1,0 +1,221 @@
+"""Forget-request rules: validation against the model and its data, idempotency, queueing."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.errors import Conflict, Invalid, NotFound, ProblemError
+from app.core.hashing import keyed_hmac, sha256_of_json
+from app.core.ids import uuid7
+from app.datasets import service as datasets
+from app.db import rollback
+from app.db.types import utcnow
+from app.forget_requests import repository
+from app.forget_requests.schemas import ForgetRequestBase, ForgetRequestOut
+from app.forget_requests.tables import ForgetRequest, IdempotencyKey
+from app.jobs import repository as jobs_repo
+from app.jobs import service as jobs
+from app.jobs.schemas import JobOut
+from app.jobs.states import TERMINAL
+from app.models import service as models
+from app.models.tables import Model
+from app.settings import get_settings
+from workers.engine.methods import METHODS, get_method
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    location: str
+    replayed: bool = False
+
+
+def get_request(db: Session, forget_request_id: uuid.UUID) -> ForgetRequest:
+    fr = repository.get(db, forget_request_id)
+    if fr is None:
+        raise NotFound("forget request", forget_request_id)
+    return fr
+
+
+def describe(db: Session, fr: ForgetRequest) -> ForgetRequestOut:
+    jobs_out = [JobOut.of(j, jobs_repo.request_ids_of(db, j.id)) for j in jobs_repo.jobs_of_request(db, fr.id)]
+    return ForgetRequestOut.of(fr, jobs_out)
+
+
+def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None, actor: str) -> Answer:
+    body_sha = sha256_of_json(body.model_dump(mode="json"))
+    earlier = _earlier_answer(db, body, body_sha, idempotency_key)
+    if earlier:
+        return earlier
+    try:
+        return _accept(db, body, body_sha, idempotency_key, actor)
+    except IntegrityError:
+        # A concurrent retry with the same key or request_id committed first: answer as it did.
+        rollback(db)
+        earlier = _earlier_answer(db, body, body_sha, idempotency_key)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def _earlier_answer(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None) -> Answer | None:
+    if key:
+        row = repository.get_idempotency(db, key)
+        if row is not None:
+            if row.body_sha256 != body_sha:
+                raise Invalid(
+                    "this Idempotency-Key was already used with a different request body",
+                    slug="idempotency-key-reused",
+                    title="Idempotency-Key reused",
+                )
+            return Answer(row.status_code, row.response, row.location or "", replayed=True)
+    existing = repository.get_by_client_id(db, body.request_id)
+    if existing is None:
+        return None
+    if existing.body_sha256 != body_sha:
+        raise Conflict(
+            f"request_id {body.request_id!r} was already used with a different request body",
+            slug="request-id-conflict",
+            title="request_id already used",
+            forget_request_id=str(existing.id),
+        )
+    row = repository.idempotency_of_request(db, existing.id)
+    return Answer(row.status_code, row.response, row.location or "", replayed=True)
+
+
+def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, actor: str) -> Answer:
+    settings = get_settings()
+    model = models.get_model(db, body.model_id)
+    scope_type, values = body.scope.type, body.scope.values
+    _check_scope(db, model, scope_type, values)
+    method = get_method(body.method)
+    _check_method(method, scope_type, model)
+
+    now = utcnow()
+    fr = ForgetRequest(
+        id=uuid7(),
+        request_id=body.request_id,
+        model_id=model.id,
+        regulation=body.regulation,
+        subject_ref=keyed_hmac(settings.subject_hmac_key, body.subject) if body.subject else None,
+        scope_type=scope_type,
+        scope_values=values,
+        scope_count=len(values),
+        scope_sha256=sha256_of_json(sorted(values)),
+        method=body.method,
+        params=body.params.model_dump(mode="json"),
+        state="QUEUED",
+        body_sha256=body_sha,
+        received_at=now,
+        due_at=now + timedelta(days=settings.request_due_days),
+        updated_at=now,
+    )
+    repository.add(db, fr)
+    audit.record(
+        db,
+        action="forget_request.received",
+        actor=actor,
+        entity_type="forget_request",
+        entity_id=fr.id,
+        model_id=model.id,
+        forget_request_id=fr.id,
+        payload={
+            "request_id": fr.request_id,
+            "regulation": fr.regulation,
+            "scope_type": scope_type,
+            "scope_count": fr.scope_count,
+            "scope_sha256": fr.scope_sha256,
+            "method": fr.method,
+            "params": fr.params,
+            "subject_ref": fr.subject_ref,
+            "due_at": fr.due_at.isoformat(),
+        },
+    )
+    jobs.create(
+        db, kind="unlearn", model_id=model.id, method=fr.method, params=fr.params, request_ids=[fr.id], actor=actor
+    )
+    location = f"/v1/forget-requests/{fr.id}"
+    answer = Answer(202, describe(db, fr).model_dump(mode="json"), location)
+    repository.add_idempotency(
+        db,
+        IdempotencyKey(
+            key=key or f"request_id:{body.request_id}",
+            body_sha256=body_sha,
+            status_code=answer.status,
+            response=answer.body,
+            location=location,
+            forget_request_id=fr.id,
+            created_at=now,
+        ),
+    )
+    return answer
+
+
+def _check_scope(db: Session, model: Model, scope_type: str, values: list) -> None:
+    dataset = datasets.get_dataset(db, model.dataset_id)
+    if scope_type == "sample_ids":
+        limit = get_settings().max_ids_per_request
+        if len(values) > limit:
+            raise Invalid(
+                f"{len(values)} sample IDs in one request; the limit is {limit} "
+                "(UNLEARND_MAX_IDS_PER_REQUEST): split it into several requests"
+            )
+        datasets.check_forget_samples(db, dataset, values)
+        return
+    unknown = sorted(set(values) - set(dataset.classes))
+    if unknown:
+        raise Invalid(
+            f"class labels {unknown[:100]} are not in the model's dataset (classes {dataset.classes})",
+            title="Unknown class labels",
+            unknown_class_labels=unknown[:100],
+        )
+    if set(values) >= set(dataset.classes):
+        raise Invalid("forgetting every class leaves nothing to retain", title="Nothing would be retained")
+
+
+def _check_method(method, scope_type: str, model: Model) -> None:
+    if scope_type not in method.scopes:
+        raise ProblemError(
+            422,
+            "method-not-applicable",
+            "Method does not support this scope",
+            f"{method.name} works only with {' or '.join(sorted(method.scopes))} scopes, not {scope_type}",
+            supported_scopes=sorted(method.scopes),
+        )
+    if method.needs_update_log and model.update_log_id is None:
+        usable = [m.name for m in METHODS.values() if scope_type in m.scopes and not m.needs_update_log]
+        why = (
+            "it was not trained by the service with an update log (set update_log when registering)"
+            if model.update_log_spec is None
+            else "its update log was retired when it was retrained"
+        )
+        raise Conflict(
+            f"{method.name} subtracts the model's recorded training updates, and this model has none: "
+            f"{why}. Methods that work: {', '.join(usable)}",
+            slug="method-not-applicable",
+            title="Method needs an update log",
+            usable_methods=usable,
+        )
+
+
+def cancel(db: Session, fr: ForgetRequest, *, actor: str) -> ForgetRequest:
+    open_jobs = [j for j in jobs_repo.jobs_of_request(db, fr.id) if j.state not in TERMINAL]
+    if not open_jobs:
+        raise Conflict(
+            f"forget request {fr.id} is {fr.state}; there is nothing left to cancel",
+            slug="job-not-cancellable",
+            title="Nothing to cancel",
+            state=fr.state,
+        )
+    for job in open_jobs:
+        jobs.request_cancel(db, job, actor=actor)
+    db.refresh(fr)
+    return fr

@@ -1,0 +1,43 @@
+"""The FastAPI application: routers, problem+json errors, the /problems catalogue."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from app.audit.router import router as audit_router
+from app.core import handlers
+from app.core.body_limit import BodySizeLimitMiddleware
+from app.core.errors import PROBLEM_TYPES, NotFound
+from app.datasets.router import router as datasets_router
+from app.forget_requests.router import router as forget_requests_router
+from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
+from app.models.router import router as models_router
+from app.settings import get_settings
+
+DESCRIPTION = """unlearnd makes trained models forget.
+
+Register a dataset and a model, POST a forget request (sample IDs or class labels), poll it, download
+the unlearned checkpoint, and read the audit trail. Errors are RFC 9457 problem+json; their `type`
+links to `/problems/<slug>`.
+"""
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = FastAPI(title="unlearnd", version="0.1.0", description=DESCRIPTION)
+    handlers.install(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    for router in (health_router, datasets_router, models_router, forget_requests_router, jobs_router, audit_router):
+        app.include_router(router)
+
+    @app.get("/problems/{slug}", tags=["health"], summary="What a problem type means")
+    def problem_type(slug: str):
+        if slug not in PROBLEM_TYPES:
+            raise NotFound("problem type", slug)
+        return {"type": f"/problems/{slug}", "description": PROBLEM_TYPES[slug]}
+
+    return app

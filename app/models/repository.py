@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models.tables import Model, ModelVersion
+
+
+def get(db: Session, model_id: uuid.UUID) -> Model | None:
+    return db.get(Model, model_id)
+
+
+def get_by_name(db: Session, name: str) -> Model | None:
+    return db.scalar(select(Model).where(Model.name == name))
+
+
+def add(db: Session, model: Model) -> None:
+    db.add(model)
+    db.flush()
+
+
+def set_state(db: Session, model_id: uuid.UUID, state: str) -> None:
+    db.execute(
+        update(Model).where(Model.id == model_id).values(state=state).execution_options(synchronize_session="fetch")
+    )
+
+
+def list_models(db: Session, *, name: str | None, after: uuid.UUID | None, limit: int) -> list[Model]:
+    q = select(Model).order_by(Model.id).limit(limit)
+    if name is not None:
+        q = q.where(Model.name == name)
+    if after:
+        q = q.where(Model.id > after)
+    return list(db.scalars(q))
+
+
+def get_version(db: Session, model_id: uuid.UUID, version: int) -> ModelVersion | None:
+    return db.scalar(select(ModelVersion).where(ModelVersion.model_id == model_id, ModelVersion.version == version))
+
+
+def list_versions(db: Session, model_id: uuid.UUID, *, after: int | None, limit: int) -> list[ModelVersion]:
+    q = select(ModelVersion).where(ModelVersion.model_id == model_id).order_by(ModelVersion.version).limit(limit)
+    if after is not None:
+        q = q.where(ModelVersion.version > after)
+    return list(db.scalars(q))
+
+
+def add_version(db: Session, version: ModelVersion) -> None:
+    db.add(version)
+    db.flush()
+    db.execute(
+        update(Model)
+        .where(Model.id == version.model_id)
+        .values(head_version=version.version, state="READY")
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def set_update_log(db: Session, model_id: uuid.UUID, log_id: uuid.UUID | None) -> None:
+    db.execute(
+        update(Model)
+        .where(Model.id == model_id)
+        .values(update_log_id=log_id)
+        .execution_options(synchronize_session="fetch")
+    )

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.validation import SafeName
+from workers.engine.recipe import TrainingRecipe
+from workers.engine.update_log import RecorderConfig
+
+
+class ModelSpec(BaseModel):
+    """What a model is: architecture (from GET /v1/architectures), its config, its data, its recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: SafeName
+    architecture: str = Field(max_length=100, description="A name from GET /v1/architectures.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The architecture's config.")
+    dataset_id: uuid.UUID
+    recipe: TrainingRecipe = Field(
+        default_factory=TrainingRecipe, description="How the model is (or was) trained; retrain reproduces it."
+    )
+    update_log: RecorderConfig | None = Field(
+        None,
+        description="Record every training step's update while the service trains the model (needed by "
+        "amnesiac and partial_amnesiac). Not available for uploaded weights.",
+    )
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    architecture: str
+    config: dict[str, Any] = Field(validation_alias="arch_config")
+    dataset_id: uuid.UUID
+    recipe: dict[str, Any]
+    state: str
+    head_version: int | None
+    update_log_spec: dict[str, Any] | None
+    update_log_id: uuid.UUID | None
+    created_at: datetime
+    training_job_id: uuid.UUID | None = None
+
+
+class VersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    model_id: uuid.UUID
+    version: int
+    parent_version: int | None
+    state: str
+    sha256: str
+    size_bytes: int
+    created_by_job_id: uuid.UUID | None
+    metrics: dict[str, Any]
+    created_at: datetime
+    checkpoint_url: str = ""
+
+    def model_post_init(self, _ctx) -> None:
+        self.checkpoint_url = f"/v1/models/{self.model_id}/versions/{self.version}/checkpoint"
+
+
+class ArchitectureOut(BaseModel):
+    name: str
+    description: str
+    config_schema: dict[str, Any]
+
+
+class UpdateLogOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    version: int
+    config: dict[str, Any]
+    steps_recorded: int
+    steps_remaining: int = 0
+    dense_bytes: int
+    stored_bytes: int
+    gradient_bytes: int
+    storage_ratio: float = 0.0
+    created_at: datetime
+
+    def model_post_init(self, _ctx) -> None:
+        self.storage_ratio = round(self.stored_bytes / self.dense_bytes, 6) if self.dense_bytes else 0.0

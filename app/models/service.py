@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from typing import Any, BinaryIO
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.errors import Conflict, Invalid, NotFound, ProblemError, pydantic_errors
+from app.core.ids import uuid7
+from app.datasets import service as datasets
+from app.datasets.tables import Dataset
+from app.db.types import utcnow
+from app.jobs import service as jobs
+from app.jobs.tables import Job
+from app.models import repository
+from app.models.schemas import ModelSpec
+from app.models.tables import Model, ModelVersion
+from app.models.weights import check_against, tensor_shapes
+from app.storage import StoredArtifact, get_artifact_store
+from workers.engine import architectures
+
+
+def get_model(db: Session, model_id: uuid.UUID) -> Model:
+    model = repository.get(db, model_id)
+    if model is None:
+        raise NotFound("model", model_id)
+    return model
+
+
+def get_version(db: Session, model_id: uuid.UUID, version: int) -> ModelVersion:
+    get_model(db, model_id)
+    found = repository.get_version(db, model_id, version)
+    if found is None:
+        raise NotFound("model version", f"{model_id} v{version}")
+    return found
+
+
+def _check_spec(db: Session, spec: ModelSpec) -> tuple[Dataset, dict[str, tuple[int, ...]]]:
+    """The dataset exists, the name is free, and the architecture builds for this data and config."""
+    dataset = datasets.get_dataset(db, spec.dataset_id)
+    try:
+        shapes = architectures.expected_tensors(
+            spec.architecture, spec.config, tuple(dataset.input_shape), max(dataset.classes) + 1
+        )
+    except ValidationError as exc:
+        raise ProblemError(
+            422,
+            "validation-error",
+            "Invalid architecture config",
+            f"the config does not fit architecture {spec.architecture!r}",
+            errors=pydantic_errors(exc.errors(), ("body", "config")),
+        ) from None
+    except architectures.ArchitectureError as exc:
+        raise Invalid(str(exc), title="Unusable architecture") from None
+    if spec.update_log is not None:
+        _check_layers(spec.update_log, shapes)
+    if repository.get_by_name(db, spec.name) is not None:
+        raise Conflict(f"a model named {spec.name!r} already exists")
+    return dataset, shapes
+
+
+def _check_layers(config, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Layer names in an update-log spec must name layers of the architecture."""
+    named = [*(config.first_epoch_gradients or []), *config.top_p_per_layer]
+    unknown = [n for n in named if not any(k == n or k.startswith(n + ".") for k in shapes)]
+    if unknown:
+        layers = sorted({k.rsplit(".", 1)[0] for k in shapes})
+        raise Invalid(
+            f"update_log names layers the architecture does not have: {unknown}; its layers: {layers}",
+            title="Unknown layers",
+        )
+
+
+def _new_model(spec: ModelSpec, state: str) -> Model:
+    arch_config = architectures.parse_config(spec.architecture, spec.config).model_dump()
+    return Model(
+        id=uuid7(),
+        name=spec.name,
+        architecture=spec.architecture,
+        arch_config=arch_config,
+        dataset_id=spec.dataset_id,
+        recipe=spec.recipe.model_dump(),
+        update_log_spec=spec.update_log.model_dump() if spec.update_log else None,
+        state=state,
+        head_version=None,
+        created_at=utcnow(),
+    )
+
+
+def _audit_registered(db: Session, model: Model, how: str, actor: str) -> None:
+    audit.record(
+        db,
+        action="model.registered",
+        actor=actor,
+        entity_type="model",
+        entity_id=model.id,
+        model_id=model.id,
+        payload={
+            "name": model.name,
+            "architecture": model.architecture,
+            "dataset_id": str(model.dataset_id),
+            "weights": how,
+        },
+    )
+
+
+def register_for_training(db: Session, spec: ModelSpec, *, actor: str) -> tuple[Model, Job]:
+    _check_spec(db, spec)
+    model = _new_model(spec, "TRAINING")
+    repository.add(db, model)
+    _audit_registered(db, model, "train", actor)
+    job = jobs.create(db, kind="train", model_id=model.id, method="train", params={}, request_ids=[], actor=actor)
+    return model, job
+
+
+def register_with_weights(db: Session, spec: ModelSpec, weights: BinaryIO, *, actor: str) -> Model:
+    if spec.update_log is not None:
+        raise Invalid(
+            "update_log records training as it happens; it cannot be set for uploaded weights",
+            title="No update log for uploaded weights",
+        )
+    _, expected = _check_spec(db, spec)
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:
+        shutil.copyfileobj(weights, tmp, 1024 * 1024)
+        tmp.flush()
+        check_against(tensor_shapes(tmp.name), expected)
+        tmp.seek(0)
+        stored = get_artifact_store().put_stream(tmp, kind="checkpoints", suffix=".safetensors")
+    model = _new_model(spec, "READY")
+    repository.add(db, model)
+    _audit_registered(db, model, "upload", actor)
+    add_version(db, model_id=model.id, version=1, parent=None, artifact=stored, job_id=None, metrics={}, actor=actor)
+    return model
+
+
+def add_version(
+    db: Session,
+    *,
+    model_id: uuid.UUID,
+    version: int,
+    parent: int | None,
+    artifact: StoredArtifact,
+    job_id: uuid.UUID | None,
+    metrics: dict[str, Any],
+    actor: str,
+) -> ModelVersion:
+    row = ModelVersion(
+        id=uuid7(),
+        model_id=model_id,
+        version=version,
+        parent_version=parent,
+        artifact_key=artifact.key,
+        sha256=artifact.sha256,
+        size_bytes=artifact.size,
+        state="ACTIVE",
+        created_by_job_id=job_id,
+        metrics=metrics,
+        created_at=utcnow(),
+    )
+    repository.add_version(db, row)
+    audit.record(
+        db,
+        action="model.version_created",
+        actor=actor,
+        entity_type="model_version",
+        entity_id=f"{model_id}/v{version}",
+        model_id=model_id,
+        job_id=job_id,
+        payload={"version": version, "parent_version": parent, "sha256": artifact.sha256, "size_bytes": artifact.size},
+    )
+    return row
+
+
+def record_download(db: Session, version: ModelVersion, *, actor: str) -> None:
+    audit.record(
+        db,
+        action="checkpoint.downloaded",
+        actor=actor,
+        entity_type="model_version",
+        entity_id=f"{version.model_id}/v{version.version}",
+        model_id=version.model_id,
+        payload={"version": version.version, "sha256": version.sha256},
+    )

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, one_of
+from app.db.types import JSONType, UTCDateTime
+
+MODEL_STATES = ("TRAINING", "READY", "FAILED")
+VERSION_STATES = ("ACTIVE", "RETIRED")
+
+
+class Model(Base):
+    __tablename__ = "models"
+    __table_args__ = (CheckConstraint(one_of("state", MODEL_STATES), name="state"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    architecture: Mapped[str] = mapped_column(String(100))
+    arch_config: Mapped[dict] = mapped_column(JSONType)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id"))
+    recipe: Mapped[dict] = mapped_column(JSONType)
+    state: Mapped[str] = mapped_column(String(20))
+    head_version: Mapped[int | None] = mapped_column(Integer)
+    # how its training records updates (None: not at all), and the log that describes the head now
+    update_log_spec: Mapped[dict | None] = mapped_column(JSONType)
+    update_log_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ModelVersion(Base):
+    """An immutable checkpoint. The row is written in the same transaction that ends its job, after
+    the file is complete in the artifact store, so a half-written version is never visible."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version"),
+        CheckConstraint(one_of("state", VERSION_STATES), name="state"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    parent_version: Mapped[int | None] = mapped_column(Integer)
+    artifact_key: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(20))
+    created_by_job_id: Mapped[uuid.UUID | None] = mapped_column()
+    metrics: Mapped[dict] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

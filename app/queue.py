@@ -1,0 +1,58 @@
+"""The Celery app and how the service publishes jobs.
+
+The API only publishes (by task name); workers/celery_app.py registers the task bodies on this same
+app. Publishing happens after the job's row is committed (see app.db.session.on_commit); whatever
+could not be published is re-sent by the reconciler, and a task whose job is no longer QUEUED does
+nothing, so duplicates are harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+
+from celery import Celery
+
+from app.settings import Settings, get_settings
+
+RUN_JOB = "unlearnd.run_job"
+RECONCILE = "unlearnd.reconcile"
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        task_default_queue=settings.queue_name,
+        task_ignore_result=True,  # Postgres is the only source of truth
+        task_acks_late=True,  # a job whose worker dies is redelivered, not lost
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # one job at a time per process
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,  # GPU memory hygiene
+        worker_hijack_root_logger=False,
+        # A broker outage must not hang the API: fail fast, the reconciler re-sends later.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        task_serializer="json",
+        accept_content=["json"],
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": float(settings.reconcile_interval_s)},
+        },
+    )
+
+
+@lru_cache
+def celery_app() -> Celery:
+    app = Celery("unlearnd")
+    configure(app, get_settings())
+    return app
+
+
+def enqueue_job(job_id: uuid.UUID) -> None:
+    celery_app().send_task(RUN_JOB, args=[str(job_id)], task_id=str(job_id))
+
+
+def broker_ping(timeout: float = 2.0) -> None:
+    """Raise if the broker cannot be reached."""
+    with celery_app().connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)

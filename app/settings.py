@@ -1,0 +1,85 @@
+"""Settings, read from environment variables prefixed ``UNLEARND_`` (see the README's table).
+
+The defaults are the embedded development setup: a SQLite file, an in-memory broker and a local
+artifact directory. ``UNLEARND_ENV=production`` refuses the defaults that are unsafe there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SUBJECT_KEY = "dev-only-subject-key-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UNLEARND_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///var/unlearnd.db"
+    broker_url: str = "memory://localhost/"
+    # Redis used by /readyz and live progress; empty means "the broker, if it is Redis".
+    redis_url: str = ""
+    queue_name: str = "unlearnd"
+    artifact_dir: Path = Path("var/artifacts")
+
+    # Worker behaviour
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    job_max_attempts: int = Field(3, ge=1, le=20)
+    job_lease_seconds: int = Field(120, ge=5)
+    worker_max_tasks_per_child: int = Field(20, ge=1)
+    # Celery's Redis visibility timeout: must exceed the longest job, or Redis redelivers it.
+    broker_visibility_timeout_s: int = Field(6 * 3600, ge=60)
+    # Reconciler: re-enqueue jobs QUEUED for longer than this; how often beat runs it.
+    reconcile_queued_after_s: int = Field(60, ge=1)
+    reconcile_interval_s: int = Field(30, ge=1)
+    # Per-batch records are flushed (and cancellation checked) at least this often.
+    batch_flush_interval_s: float = Field(0.5, gt=0, le=30)
+    # Evaluation: retain accuracy is measured on at most this many retain rows (seeded sample).
+    eval_retain_max_rows: int = Field(10_000, ge=100)
+
+    # Requests
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    max_ids_per_request: int = Field(100_000, ge=1)
+    request_due_days: int = Field(30, ge=1)
+    subject_hmac_key: str = DEV_SUBJECT_KEY
+
+    # Embedded mode
+    host: str = "127.0.0.1"
+    port: int = 8000
+    demo: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def effective_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return self.broker_url if self.broker_url.startswith("redis") else ""
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_defaults(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.is_sqlite:
+            problems.append("UNLEARND_DATABASE_URL must point at Postgres, not SQLite")
+        if self.broker_url.startswith("memory"):
+            problems.append("UNLEARND_BROKER_URL must be a real broker (redis://...), not memory://")
+        if self.subject_hmac_key == DEV_SUBJECT_KEY or len(self.subject_hmac_key) < 32:
+            problems.append("UNLEARND_SUBJECT_HMAC_KEY must be set to a secret of 32+ characters")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

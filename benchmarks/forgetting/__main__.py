@@ -1,0 +1,3 @@
+from benchmarks.forgetting.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from benchmarks.service.cli import main
+
+main()

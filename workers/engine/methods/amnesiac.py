@@ -1,0 +1,81 @@
+"""amnesiac (Graves, Nagisetty, Ganesh, AAAI 2021): subtract the recorded updates of every training
+step whose batch held a sample of the forget set; optionally repair with a brief fine-tune."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from workers.engine.amnesia import subtract_steps
+from workers.engine.methods.base import MethodParams, UnlearningMethod, UnlearningTask
+from workers.engine.training import seed_everything, steps_per_epoch, train
+
+REPAIR_THRESHOLD = 0.01  # the paper: with <= 1% of batches removed, accuracy holds without repair
+
+
+class AmnesiacParams(MethodParams):
+    repair_epochs: int | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="Epochs of fine-tuning on the retain set after subtracting. Default: 1 if more than 1% "
+        "of the recorded steps were removed, else 0 (after the paper).",
+    )
+    repair_lr: float | None = Field(None, gt=0, le=10, description="Repair learning rate (default: the recipe's).")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the repair's batch order.")
+
+
+def _steps_to_remove(task: UnlearningTask) -> list[int]:
+    return task.update_log.steps_containing(task.forget.ids or [])
+
+
+def repair_epochs(params: AmnesiacParams, removed: int, recorded: int) -> int:
+    if params.repair_epochs is not None:
+        return params.repair_epochs
+    return 1 if recorded and removed / recorded > REPAIR_THRESHOLD else 0
+
+
+def run_subtraction(task: UnlearningTask, params: AmnesiacParams, prune_top_p: float | None) -> Any:
+    """Shared by amnesiac and partial_amnesiac: subtract, repair if asked, report what was read."""
+    log = task.update_log
+    steps = _steps_to_remove(task)
+    epochs = repair_epochs(params, len(steps), log.recorded_steps)
+    task.progress.total_steps = len(steps) + epochs * steps_per_epoch(len(task.retain), task.recipe.batch_size)
+    entries = subtract_steps(task.model, log, steps, task.progress, prune_top_p=prune_top_p)
+    task.consumed_log_steps = steps
+    if epochs:
+        seed_everything(params.seed)
+        train(
+            task.model,
+            task.retain,
+            task.recipe,
+            progress=task.progress,
+            phase="repair",
+            epochs=epochs,
+            lr=params.repair_lr,
+            seed=params.seed,
+        )
+    task.extra_metrics.update(
+        update_log_mode=log.config.mode if prune_top_p is None else f"{log.config.mode}, pruned on read",
+        update_log_steps_removed=len(steps),
+        update_log_steps_recorded=log.recorded_steps,
+        update_log_entries_subtracted=entries,
+        update_log_bytes_read=log.bytes_read,
+        update_log_storage_ratio=round(log.storage_ratio, 6),
+        repair_epochs=epochs,
+    )
+    return task.model.eval()
+
+
+class Amnesiac(UnlearningMethod):
+    name = "amnesiac"
+    summary = "Subtract the recorded updates of every training step that saw a forget sample (needs an update log)."
+    Params = AmnesiacParams
+    needs_update_log = True
+
+    def planned_steps(self, task: UnlearningTask, params: AmnesiacParams) -> int:
+        return len(_steps_to_remove(task))
+
+    def run(self, task: UnlearningTask, params: AmnesiacParams):
+        return run_subtraction(task, params, prune_top_p=None)

@@ -1,0 +1,74 @@
+"""label_flip (seed paper 000): train on the forget set with each label replaced by a random wrong
+class (a fresh draw per sample per epoch), interleaved with retain batches to hold utility. With
+``partial``, only the top-p entries per tensor move (ranked by the flipped-label gradient on Df)."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch.nn import functional as F
+
+from workers.engine.methods.base import UnlearningMethod, UnlearningTask
+from workers.engine.methods.common import PartialParams, endless_batches, guard_for, random_wrong_labels
+from workers.engine.parameters import frozen_norm_statistics
+from workers.engine.recipe import make_optimizer
+from workers.engine.tensors import LabelledTensors
+from workers.engine.training import Stepper, seed_everything, shuffled_batches, steps_per_epoch
+
+
+class LabelFlipParams(PartialParams):
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the forget set.")
+    lr: float | None = Field(None, gt=0, le=10, description="Learning rate (default: the recipe's).")
+    batch_size: int | None = Field(None, ge=1, le=65536, description="Batch size (default: the recipe's).")
+    retain_batches: int = Field(1, ge=0, le=100, description="Retain batches after each forget batch.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the wrong labels and the batch order.")
+
+
+class LabelFlip(UnlearningMethod):
+    name = "label_flip"
+    summary = "Train on the forget set with random wrong labels, interleaved with retain batches (+ partial)."
+    Params = LabelFlipParams
+
+    def planned_steps(self, task: UnlearningTask, params: LabelFlipParams) -> int:
+        bs = params.batch_size or task.recipe.batch_size
+        return params.epochs * steps_per_epoch(len(task.forget), bs) * (1 + params.retain_batches)
+
+    def run(self, task: UnlearningTask, params: LabelFlipParams):
+        seed_everything(params.seed)
+        generator = torch.Generator().manual_seed(params.seed)
+        model, bs = task.model, params.batch_size or task.recipe.batch_size
+        exclude = task.forget_classes
+        flipped = LabelledTensors(
+            task.forget.x, random_wrong_labels(task.forget.y, task.num_classes, generator, exclude)
+        )
+        guard = guard_for(task, params, flipped, lambda out, y: F.cross_entropy(out, y, reduction="sum"))
+        stepper = Stepper(
+            list(guard.allowed.values()),
+            make_optimizer(list(guard.allowed.values()), task.recipe, params.lr),
+            task.progress,
+            guard,
+        )
+        retain = endless_batches(task.retain, bs, generator) if len(task.retain) and params.retain_batches else None
+        model.train()
+        try:
+            with frozen_norm_statistics(model):
+                for epoch in range(params.epochs):
+                    wrong = random_wrong_labels(task.forget.y, task.num_classes, generator, exclude)
+                    for batch, rows in enumerate(shuffled_batches(len(task.forget), bs, generator)):
+                        task.progress.check_cancel()
+                        rows_d = rows.to(task.device)
+                        loss = F.cross_entropy(model(task.forget.x[rows_d]), wrong[rows_d])
+                        stepper.step(loss, phase="flip", epoch=epoch, batch=batch, samples=len(rows))
+                        for _ in range(params.retain_batches if retain else 0):
+                            task.progress.check_cancel()
+                            r = next(retain)
+                            stepper.step(
+                                F.cross_entropy(model(r.x), r.y),
+                                phase="retain",
+                                epoch=epoch,
+                                batch=batch,
+                                samples=len(r),
+                            )
+        finally:
+            guard.release()
+        return model.eval()

@@ -1,0 +1,33 @@
+"""retrain: train from scratch on the retain set with the model's own recipe.
+
+Exact unlearning: the result never saw the forget set. It is the quality target and the cost every
+other method is compared with.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from workers.engine.methods.base import MethodParams, UnlearningMethod, UnlearningTask
+from workers.engine.training import seed_everything, steps_per_epoch, train
+
+
+class RetrainParams(MethodParams):
+    seed: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="Override the recipe's seed (default: the recipe's own)."
+    )
+
+
+class Retrain(UnlearningMethod):
+    name = "retrain"
+    summary = "Train from scratch on the retain set with the model's recipe (exact; the reference)."
+    Params = RetrainParams
+
+    def planned_steps(self, task: UnlearningTask, params: RetrainParams) -> int:
+        return task.recipe.epochs * steps_per_epoch(len(task.retain), task.recipe.batch_size)
+
+    def run(self, task: UnlearningTask, params: RetrainParams):
+        seed = task.recipe.seed if params.seed is None else params.seed
+        seed_everything(seed)
+        model = task.build_model()
+        return train(model, task.retain, task.recipe, progress=task.progress, phase="retrain", seed=seed)

@@ -1,0 +1,273 @@
+"""Recorded training updates: the format, how they are stored in chunks, and how they are read back.
+
+A log holds, for every optimiser step of training, the step's sample IDs and its parameter delta
+``theta_after - theta_before`` (trainable weights and biases, not batch-norm statistics):
+
+- ``dense``: the whole delta (what amnesiac unlearning subtracts);
+- ``pruned``: per tensor only the top-p entries by |delta| (partial amnesiac), stored sparse: the
+  values plus either sorted int32 indices or a packed bitmask, whichever is smaller;
+- optionally fp16 values.
+
+Steps are grouped into chunk files (safetensors, one per ``chunk_steps`` steps), never one file per
+step. Optionally the first epoch's per-sample gradients of chosen layers are kept too (gradient
+ascent with first-epoch gradients, seed paper 002).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load as load_tensors
+
+FORMAT = "unlearnd-update-log/1"
+
+
+class RecorderConfig(BaseModel):
+    """How a training run's updates are recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["dense", "pruned"] = Field(
+        "dense", description="dense: whole deltas (amnesiac); pruned: top-p entries per tensor (partial amnesiac)."
+    )
+    top_p: float = Field(0.1, gt=0, le=1, description="pruned: fraction of entries kept per tensor.")
+    top_p_per_layer: dict[str, float] = Field(
+        default_factory=dict, description="pruned: per-layer overrides, layer name prefix -> fraction."
+    )
+    fp16: bool = Field(False, description="Store values in float16 (half the bytes).")
+    chunk_steps: int = Field(64, ge=1, le=100_000, description="Steps per chunk file.")
+    first_epoch_gradients: list[str] | None = Field(
+        None, description="Also record each sample's first-epoch gradient for these layers (name prefixes)."
+    )
+
+    def top_p_for(self, param: str) -> float:
+        for prefix, p in self.top_p_per_layer.items():
+            if param == prefix or param.startswith(prefix + "."):
+                return p
+        return self.top_p
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    index: int
+    key: str  # where the sink put it (an artifact key, a file name)
+    sha256: str
+    size: int
+    kind: Literal["deltas", "gradients"] = "deltas"
+
+
+@dataclass
+class StepEntry:
+    step: int  # 0-based, in training order
+    epoch: int
+    batch: int
+    sample_ids: list[str]
+    chunk: int
+    grad_chunk: int | None = None
+
+
+@dataclass
+class UpdateLogManifest:
+    config: RecorderConfig
+    param_shapes: dict[str, list[int]]
+    entries: list[StepEntry] = field(default_factory=list)
+    chunks: list[ChunkRef] = field(default_factory=list)
+    dense_bytes: int = 0  # what the same steps take as dense fp32 deltas: the storage baseline
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(c.size for c in self.chunks if c.kind == "deltas")
+
+    @property
+    def gradient_bytes(self) -> int:
+        return sum(c.size for c in self.chunks if c.kind == "gradients")
+
+    @property
+    def storage_ratio(self) -> float:
+        return self.stored_bytes / self.dense_bytes if self.dense_bytes else 0.0
+
+
+class ChunkSink(Protocol):
+    def write_chunk(self, index: int, kind: str, data: bytes) -> ChunkRef: ...
+
+
+class ChunkSource(Protocol):
+    def read_chunk(self, ref: ChunkRef) -> bytes: ...
+
+
+# ---- encoding ---------------------------------------------------------------------------------
+# One step is stored as few tensors as possible (safetensors spends a header entry per tensor): the
+# deltas of all parameters concatenated in the manifest's order, and for a pruned log the kept
+# entries' values plus their positions in that concatenation.
+
+
+def encode_step(step: int, deltas: dict[str, torch.Tensor], config: RecorderConfig) -> dict[str, torch.Tensor]:
+    flat = torch.cat([d.detach().flatten() for d in deltas.values()]).to("cpu", torch.float32)
+    dtype = torch.float16 if config.fp16 else torch.float32
+    if config.mode == "dense":
+        return {f"{step}": flat.to(dtype)}
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    offset = 0
+    for name, delta in deltas.items():  # top-p per tensor, not globally
+        n = delta.numel()
+        k = max(1, math.ceil(config.top_p_for(name) * n))
+        keep[offset + torch.topk(flat[offset : offset + n].abs(), k, sorted=False).indices] = True
+        offset += n
+    out = {f"{step}/values": flat[keep].to(dtype)}  # in ascending position order
+    kept = out[f"{step}/values"].numel()
+    if 4 * kept <= math.ceil(offset / 8):  # sparse enough: positions are smaller than a bitmask
+        out[f"{step}/index"] = keep.nonzero()[:, 0].to(torch.int32)
+    else:
+        out[f"{step}/mask"] = torch.from_numpy(np.packbits(keep.numpy()))
+    return out
+
+
+def decode_flat(step: int, tensors: dict[str, torch.Tensor], total: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """One stored step as (positions in the concatenated parameter vector, or None when dense; values)."""
+    if f"{step}" in tensors:
+        return None, tensors[f"{step}"].float()
+    values = tensors[f"{step}/values"].float()
+    if f"{step}/index" in tensors:
+        return tensors[f"{step}/index"].long(), values
+    bits = np.unpackbits(tensors[f"{step}/mask"].numpy(), count=total).astype(bool)
+    return torch.from_numpy(np.flatnonzero(bits)), values
+
+
+def decode_step(
+    step: int, tensors: dict[str, torch.Tensor], shapes: dict[str, list[int]]
+) -> dict[str, tuple[torch.Tensor | None, torch.Tensor]]:
+    """{param: (flat indices, or None when dense; float32 values)} of one stored step."""
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    index, values = decode_flat(step, tensors, sum(sizes))
+    if index is None:
+        return {name: (None, v) for name, v in zip(shapes, values.split(sizes), strict=True)}
+    bounds = torch.tensor(np.cumsum([0, *sizes]))
+    cuts = torch.searchsorted(index, bounds).tolist()
+    return {
+        name: (index[cuts[i] : cuts[i + 1]] - bounds[i], values[cuts[i] : cuts[i + 1]]) for i, name in enumerate(shapes)
+    }
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    chunk: int
+    grad_chunk: int | None
+    size: int  # samples in the step's batch
+
+
+class UpdateLogReader(abc.ABC):
+    """Reads a log back: which steps held some samples, their deltas, first-epoch gradients.
+
+    Subclasses say where the index lives (a manifest in memory, or the service's database, where
+    "which steps held these samples" is one indexed query); decoding and chunk caching live here.
+    """
+
+    def __init__(
+        self, config: RecorderConfig, param_shapes: dict[str, list[int]], recorded_steps: int, storage_ratio: float
+    ):
+        self.config = config
+        self.param_shapes = param_shapes
+        self.recorded_steps = recorded_steps
+        self.storage_ratio = storage_ratio
+        self.bytes_read = 0
+        self._cache: tuple[tuple[str, int], dict[str, torch.Tensor]] | None = None
+
+    @abc.abstractmethod
+    def steps_containing(self, sample_ids: Sequence[str]) -> list[int]:
+        """Steps whose batch held any of these samples (and that are still in the log)."""
+
+    @abc.abstractmethod
+    def step_info(self, steps: Sequence[int]) -> dict[int, StepInfo]: ...
+
+    @abc.abstractmethod
+    def positions(self, sample_ids: Sequence[str], steps: Sequence[int]) -> dict[int, list[int]]:
+        """For each step, the rows of its batch that hold one of these samples."""
+
+    @abc.abstractmethod
+    def chunk_ref(self, kind: str, index: int) -> ChunkRef: ...
+
+    @abc.abstractmethod
+    def read_chunk(self, ref: ChunkRef) -> bytes: ...
+
+    def _chunk(self, kind: str, index: int) -> dict[str, torch.Tensor]:
+        if self._cache is None or self._cache[0] != (kind, index):
+            data = self.read_chunk(self.chunk_ref(kind, index))
+            self.bytes_read += len(data)
+            self._cache = ((kind, index), load_tensors(data))
+        return self._cache[1]
+
+    @property
+    def total_entries(self) -> int:
+        return sum(math.prod(shape) for shape in self.param_shapes.values())
+
+    def deltas(self, steps: Sequence[int]) -> Iterator[tuple[int, torch.Tensor | None, torch.Tensor]]:
+        """(step, positions or None when dense, values) over the concatenated parameter vector, in
+        chunk order so that each chunk is read once."""
+        info, total = self.step_info(steps), self.total_entries
+        for step in sorted(steps, key=lambda s: (info[s].chunk, s)):
+            yield step, *decode_flat(step, self._chunk("deltas", info[step].chunk), total)
+
+    def first_epoch_gradients(self, sample_ids: Sequence[str]) -> dict[str, torch.Tensor] | None:
+        """Sum of the recorded first-epoch gradients of these samples, per recorded parameter."""
+        if not self.config.first_epoch_gradients:
+            return None
+        steps = [s for s, i in self.step_info(self.steps_containing(sample_ids)).items() if i.grad_chunk is not None]
+        if not steps:
+            return None
+        info, rows_of = self.step_info(steps), self.positions(sample_ids, steps)
+        total: dict[str, torch.Tensor] = {}
+        for step in sorted(steps, key=lambda s: (info[s].grad_chunk, s)):
+            tensors = self._chunk("gradients", info[step].grad_chunk)
+            rows = torch.tensor(rows_of[step])
+            prefix = f"{step}/"
+            for key, value in tensors.items():
+                if key.startswith(prefix):
+                    name = key[len(prefix) :]
+                    part = value[rows].float().sum(0)
+                    total[name] = total[name] + part if name in total else part
+        return total
+
+
+class ManifestReader(UpdateLogReader):
+    """A log read through its manifest (library use: DirectoryLogStore, tests, benchmarks)."""
+
+    def __init__(self, manifest: UpdateLogManifest, source: ChunkSource):
+        super().__init__(manifest.config, manifest.param_shapes, len(manifest.entries), manifest.storage_ratio)
+        self.manifest = manifest
+        self.source = source
+        self._by_step = {e.step: e for e in manifest.entries}
+        self._chunks = {(c.kind, c.index): c for c in manifest.chunks}
+        self.consumed: set[int] = set()
+
+    def consume(self, steps: Sequence[int]) -> None:
+        """Mark steps as subtracted: later lookups skip them (what the service's index does)."""
+        self.consumed.update(steps)
+
+    def steps_containing(self, sample_ids: Sequence[str]) -> list[int]:
+        wanted = set(sample_ids)
+        return sorted(
+            e.step for e in self.manifest.entries if e.step not in self.consumed and wanted.intersection(e.sample_ids)
+        )
+
+    def step_info(self, steps: Sequence[int]) -> dict[int, StepInfo]:
+        return {
+            s: StepInfo(self._by_step[s].chunk, self._by_step[s].grad_chunk, len(self._by_step[s].sample_ids))
+            for s in steps
+        }
+
+    def positions(self, sample_ids: Sequence[str], steps: Sequence[int]) -> dict[int, list[int]]:
+        wanted = set(sample_ids)
+        return {s: [i for i, sid in enumerate(self._by_step[s].sample_ids) if sid in wanted] for s in steps}
+
+    def chunk_ref(self, kind: str, index: int) -> ChunkRef:
+        return self._chunks[(kind, index)]
+
+    def read_chunk(self, ref: ChunkRef) -> bytes:
+        return self.source.read_chunk(ref)

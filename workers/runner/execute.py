@@ -1,0 +1,130 @@
+"""One job, start to finish. The database transactions are short and explicit: claim, progress
+flushes, RUNNING -> VERIFYING, and one final transaction (version + head + tombstones + audit)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from app.db import commit, rollback, session_scope
+from app.jobs import completion
+from app.jobs import service as jobs
+from app.jobs.service import Claim, job_problem
+from app.jobs.states import CANCELLING, VERIFYING
+from app.jobs.tables import Job
+from app.settings import get_settings
+from app.storage import ArtifactIntegrityError, ArtifactMissingError, get_artifact_store
+from workers.engine import checkpoints
+from workers.engine.device import pick_device, reset_peak_memory
+from workers.engine.runtime import Cancelled, Progress, TrainingDiverged
+from workers.runner.bodies import train_body, unlearn_body
+from workers.runner.inputs import load_inputs
+from workers.runner.reporting import Heartbeat, JobReporter, LostOwnership
+
+log = logging.getLogger(__name__)
+
+
+def execute_job(job_id: str, *, worker: str) -> Claim:
+    with session_scope() as db:
+        try:
+            claimed = jobs.claim(db, uuid.UUID(job_id), worker=worker)
+            commit(db)
+        except IntegrityError:  # another job for this model started at the same instant
+            rollback(db)
+            return Claim.DEFER
+    if claimed.outcome is not Claim.RUN:
+        return claimed.outcome
+    job = claimed.job
+    log.info("job %s: attempt %d of %s (%s) started", job.id, job.attempt, job.method, job.kind)
+    with Heartbeat(job):
+        _run_claimed(job, f"worker:{worker}")
+    return Claim.RUN
+
+
+def _run_claimed(job: Job, actor: str) -> None:
+    reporter = JobReporter(job)
+    progress = Progress(hooks=reporter)
+    device = pick_device(get_settings().device)
+    try:
+        inputs = load_inputs(job)
+        reset_peak_memory(device)
+        started = time.perf_counter()
+        body = train_body if job.kind == "train" else unlearn_body
+        result = body(job, inputs, device, progress, started, lambda: _enter_verifying(job, reporter, actor))
+        artifact = get_artifact_store().put_bytes(
+            checkpoints.to_bytes(result.model, {"model_id": inputs.model_id, "job_id": str(job.id)}),
+            kind="checkpoints",
+            suffix=".safetensors",
+        )
+        with session_scope() as db:
+            completion.succeed(
+                db,
+                _owned(db, job),
+                actor=actor,
+                metrics=result.metrics,
+                artifact=artifact,
+                update_log=result.update_log,
+                consumed_steps=result.consumed_steps,
+            )
+            commit(db)
+        log.info("job %s succeeded", job.id)
+    except LostOwnership as exc:
+        log.warning("job %s: %s; stopping without writing", job.id, exc)
+    except Cancelled:
+        _finish(job, lambda db, current: jobs.finish_cancelled(db, current, actor=actor, steps_done=progress.step))
+        log.info("job %s cancelled after %d steps", job.id, progress.step)
+    except Exception as exc:
+        log.exception("job %s failed", job.id)
+        problem = _problem_for(exc)
+        _finish(job, lambda db, current: jobs.fail(db, current, problem, actor=actor))
+
+
+def _owned(db, job: Job) -> Job:
+    """This session's copy of the job, provided this attempt still owns it."""
+    current = jobs.get_job(db, job.id)
+    if current.attempt != job.attempt:
+        raise LostOwnership(f"job {job.id} is on attempt {current.attempt} now")
+    return current
+
+
+def _finish(job: Job, end: Callable) -> None:
+    with session_scope() as db:
+        try:
+            end(db, _owned(db, job))
+        except LostOwnership as exc:
+            log.warning("job %s: %s; leaving it to its owner", job.id, exc)
+            return
+        commit(db)
+
+
+def _enter_verifying(job: Job, reporter: JobReporter, actor: str) -> None:
+    """RUNNING -> VERIFYING, unless a cancel arrived meanwhile (or the job is no longer ours)."""
+    reporter.flush(phase="evaluate")
+    with session_scope() as db:
+        current = _owned(db, job)
+        moved = jobs.transition(db, current, VERIFYING, actor=actor, progress_phase="evaluate")
+        commit(db)
+    if not moved:
+        if current.state == CANCELLING:
+            raise Cancelled("cancel requested before verification")
+        raise LostOwnership(f"job {job.id} is {current.state}")
+
+
+def _problem_for(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, ArtifactMissingError):
+        return job_problem("Stored file missing", str(exc), slug="artifact-missing")
+    if isinstance(exc, ArtifactIntegrityError):
+        return job_problem("Integrity check failed", f"{exc}: the stored file was altered or corrupted")
+    if isinstance(exc, TrainingDiverged):
+        return job_problem("Training diverged", f"{exc}; try a smaller learning rate", status=422)
+    # The message may echo data (a KeyError names a key): keep only the exception's type.
+    return job_problem(
+        "Job failed",
+        f"unexpected {type(exc).__name__} while running the job; see the worker log",
+        slug="internal-error",
+    )
