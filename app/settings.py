@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     job_max_attempts: int = Field(3, ge=1, le=20)
     job_lease_seconds: int = Field(120, ge=5)
-    worker_max_tasks_per_child: int = Field(20, ge=1)
+    # A recycled child re-imports torch (seconds): recycle rarely, for GPU memory fragmentation.
+    worker_max_tasks_per_child: int = Field(200, ge=1)
     # Celery's Redis visibility timeout: must exceed the longest job, or Redis redelivers it.
     broker_visibility_timeout_s: int = Field(6 * 3600, ge=60)
     # Reconciler: re-enqueue jobs QUEUED for longer than this; how often beat runs it.

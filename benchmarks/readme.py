@@ -95,19 +95,21 @@ def service_section(path: Path) -> list[str]:
     lines = [
         f"Service benchmark (`python -m benchmarks.service`, [details](benchmarks/results/service.md)): "
         f"API, Postgres, Redis, one worker and the load generator on one {m['cores']}-core machine "
-        f"({m['cpu']}).",
+        f"({m['cpu']}); every request forgets one sample of a tiny model, all on the same model.",
         "",
-        "| mode | clients | requests/s | POST p50 / p99 (ms) | GET p50 / p99 (ms) | errors |",
-        "|---|---|---|---|---|---|",
+        "| mode | clients | requests/s | POST p50 / p99 (ms) | GET p50 / p99 (ms) | queue-to-start p50 (s) "
+        "| end-to-end p50 (s) | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for lv in data["levels"]:
+        queue, e2e = lv["queue_to_start_s"] or {}, lv["end_to_end_s"] or {}
         lines.append(
             f"| {lv['mode']} | {lv['clients']} | {lv['requests_per_s']:.0f} | "
             f"{lv['post_p50_ms']:.1f} / {lv['post_p99_ms']:.1f} | "
             + (f"{lv['get_p50_ms']:.1f} / {lv['get_p99_ms']:.1f}" if lv["get_p50_ms"] else "n/a")
-            + f" | {lv['errors']} |"
+            + f" | {queue.get('p50', float('nan')):.2f} | {e2e.get('p50', float('nan')):.2f} | {lv['errors']} |"
         )
-    lines += ["", f"{data['accepted']} requests accepted, final states {data['final_states']}."]
+    lines += ["", f"{data['accepted']} requests accepted, {data['lost']} lost."]
     return lines
 
 

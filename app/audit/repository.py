@@ -27,8 +27,8 @@ def last_link(db: Session) -> tuple[int, str] | None:
     return None if row is None else (row.seq, row.hash)
 
 
-def add(db: Session, event: AuditEvent) -> None:
-    db.add(event)
+def add_all(db: Session, events: list[AuditEvent]) -> None:
+    db.add_all(events)
     db.flush()
 
 

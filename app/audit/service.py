@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.audit import repository
@@ -53,23 +54,50 @@ def record(
     forget_request_id: uuid.UUID | None = None,
     job_id: uuid.UUID | None = None,
     payload: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> None:
+    """Queue an event on this transaction; it is chained and written when the transaction commits.
+
+    Appending to the chain takes the one lock every audit writer shares. Taking it here would hold it
+    for the rest of the transaction (every later query of a POST); taking it at commit holds it for
+    one read and one insert, so concurrent requests no longer queue behind each other. An event
+    never outlives a rollback: the queue is dropped with the transaction.
+    """
+    db.info.setdefault(_PENDING, []).append(
+        {
+            "actor": actor,
+            "action": action,
+            "entity_type": entity_type,
+            "entity_id": str(entity_id),
+            "model_id": model_id,
+            "forget_request_id": forget_request_id,
+            "job_id": job_id,
+            "payload": payload or {},
+        }
+    )
+
+
+_PENDING = "audit_events_pending"
+
+
+@event.listens_for(Session, "before_commit")
+def _append_pending(db: Session) -> None:
+    pending = db.info.pop(_PENDING, None)
+    if not pending:
+        return
     repository.lock_chain(db)
     last = repository.last_link(db)
     seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
-    event = AuditEvent(
-        seq=seq,
-        occurred_at=utcnow(),
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_id=str(entity_id),
-        model_id=model_id,
-        forget_request_id=forget_request_id,
-        job_id=job_id,
-        payload=payload or {},
-        prev_hash=prev_hash,
-    )
-    event.hash = event_hash(prev_hash, event)
-    repository.add(db, event)
-    return event
+    occurred_at = utcnow()  # read under the lock: timestamps never go backwards along the chain
+    rows = []
+    for fields in pending:
+        row = AuditEvent(seq=seq, occurred_at=occurred_at, prev_hash=prev_hash, **fields)
+        row.hash = prev_hash = event_hash(prev_hash, row)
+        rows.append(row)
+        seq += 1
+    repository.add_all(db, rows)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(db: Session, transaction) -> None:
+    if transaction.parent is None:  # the outermost transaction: committed (queue already written) or not
+        db.info.pop(_PENDING, None)

@@ -139,11 +139,12 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
             "due_at": fr.due_at.isoformat(),
         },
     )
-    jobs.create(
+    job = jobs.create(
         db, kind="unlearn", model_id=model.id, method=fr.method, params=fr.params, request_ids=[fr.id], actor=actor
     )
     location = f"/v1/forget-requests/{fr.id}"
-    answer = Answer(202, describe(db, fr).model_dump(mode="json"), location)
+    # Built from the rows just written (what describe() would read back), without reading them back.
+    answer = Answer(202, ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id])]).model_dump(mode="json"), location)
     repository.add_idempotency(
         db,
         IdempotencyKey(

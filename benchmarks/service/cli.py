@@ -49,8 +49,8 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q) * 1000) if values else None
 
 
-def _drain(url: str, model_id: str, request_ids: list[str], timeout: float) -> tuple[dict[str, int], list[dict]]:
-    """Wait until no job of the model is queued or running, then account for every accepted request."""
+def _drain(url: str, model_id: str, timeout: float) -> dict[str, dict]:
+    """Wait until no job of the model is queued or running, then fetch every forget request of it."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, timeout=60) as client:
         while time.monotonic() < deadline:
@@ -70,60 +70,81 @@ def _drain(url: str, model_id: str, request_ids: list[str], timeout: float) -> t
             token = page["next_page_token"]
             if not token:
                 break
-    counts: dict[str, int] = {}
-    for rid in request_ids:
-        state = found[rid]["state"] if rid in found else "MISSING"
-        counts[state] = counts.get(state, 0) + 1
-    jobs = [found[rid]["jobs"][0] for rid in request_ids[-200:] if rid in found]
-    return counts, jobs
+    return found
 
 
-def _seconds(a: str, b: str) -> float:
+def _seconds(a: str | None, b: str | None) -> float | None:
+    if not a or not b:
+        return None
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+def _server_side(level: dict, accepted: list[str], found: dict[str, dict]) -> None:
+    """Per level, from the service's own timestamps: what became of every accepted request, how long
+    its job waited in the queue, how long it ran, and received -> SUCCEEDED."""
+    states: dict[str, int] = {}
+    queue, run, e2e = [], [], []
+    for rid in accepted:
+        fr = found.get(rid)
+        states[fr["state"] if fr else "MISSING"] = states.get(fr["state"] if fr else "MISSING", 0) + 1
+        if not fr or not fr["jobs"]:
+            continue
+        job = fr["jobs"][0]
+        queue.append(_seconds(job["created_at"], job["started_at"]))
+        run.append(_seconds(job["started_at"], job["finished_at"]))
+        e2e.append(_seconds(fr["received_at"], job["finished_at"]))
+    level["final_states"] = states
+    level["queue_to_start_s"] = _stats([v for v in queue if v is not None])
+    level["job_run_s"] = _stats([v for v in run if v is not None])
+    level["end_to_end_s"] = _stats([v for v in e2e if v is not None])
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.service", description=__doc__)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50])
-    parser.add_argument("--duration", type=float, default=20, help="seconds per paced level")
-    parser.add_argument("--burst", type=int, default=1000, help="requests in the burst phase (from 50 clients)")
+    parser.add_argument("--duration", type=float, default=30, help="seconds per paced level")
+    parser.add_argument("--ramp", type=float, default=5, help="seconds over which the paced clients join")
+    parser.add_argument("--burst", type=int, default=500, help="requests in the burst phase (from the most clients)")
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the summary
+    started = time.perf_counter()
     stack = Stack(api_workers=args.api_workers)
     try:
         model_id, samples = _setup(stack.url)
-        levels = []
-        all_accepted: list[str] = []
+        runs: list[tuple[dict, list[str]]] = []
         for clients in args.clients:
-            obs = asyncio.run(load.run(stack.url, model_id, samples, clients, "paced", duration_s=args.duration))
-            all_accepted += obs.accepted
-            levels.append(_level("paced", clients, obs))
-            log.info("paced %d clients: %s", clients, levels[-1])
+            obs = asyncio.run(
+                load.run(stack.url, model_id, samples, clients, "paced", duration_s=args.duration, ramp_s=args.ramp)
+            )
+            runs.append((_level("paced", clients, obs), obs.accepted))
+            log.info("paced %d clients: %s", clients, runs[-1][0])
+            # the next level starts on an empty queue: what a level left behind is not its successor's
+            _drain(stack.url, model_id, timeout=600)
         burst_clients = max(args.clients)
         obs = asyncio.run(
             load.run(stack.url, model_id, samples, burst_clients, "burst", per_client=args.burst // burst_clients)
         )
-        all_accepted += obs.accepted
-        levels.append(_level("burst", burst_clients, obs))
-        log.info("burst: %s", levels[-1])
+        runs.append((_level("burst", burst_clients, obs), obs.accepted))
+        log.info("burst: %s", runs[-1][0])
         drain_started = time.perf_counter()
-        counts, jobs = _drain(stack.url, model_id, all_accepted, timeout=1800)
+        found = _drain(stack.url, model_id, timeout=1800)
         drain_seconds = time.perf_counter() - drain_started
-        queue_to_start = [_seconds(j["created_at"], j["started_at"]) for j in jobs if j["started_at"]]
-        run_time = [_seconds(j["started_at"], j["finished_at"]) for j in jobs if j["finished_at"] and j["started_at"]]
-        paced_e2e = levels[0].get("end_to_end_s")
+        for level, accepted in runs:
+            _server_side(level, accepted, found)
+        levels = [level for level, _ in runs]
         summary = {
             "machine": machine(),
             "api_workers": args.api_workers,
+            "paced_seconds": args.duration,
+            "ramp_seconds": args.ramp,
             "levels": levels,
-            "accepted": len(all_accepted),
-            "final_states": counts,
-            "drain_seconds": drain_seconds,
-            "job_run_seconds": _stats(run_time),
-            "queue_to_start_seconds_after_burst": _stats(queue_to_start),
-            "end_to_end_seconds_one_client": paced_e2e,
+            "accepted": sum(len(accepted) for _, accepted in runs),
+            "lost": sum(level["final_states"].get("MISSING", 0) for level in levels),
+            "burst_drain_seconds": drain_seconds,
+            "wall_seconds": time.perf_counter() - started,
         }
     finally:
         stack.close()

@@ -1,7 +1,8 @@
 """Clients that behave like a privacy pipeline: POST a forget request, then poll it until it is done.
 
 ``paced``: each client POSTs one request and polls it (every ``poll_s``) until it ends, then the
-next, for ``duration_s``: the request rate follows what the worker can do, as in production.
+next, for ``duration_s``: the request rate follows what the worker can do, as in production. The
+clients join one by one over the first ``ramp_s`` seconds (counted in the figures).
 ``burst``: each client POSTs its requests back to back without waiting: the API alone, saturated.
 """
 
@@ -66,7 +67,8 @@ async def _get(client: httpx.AsyncClient, request_id: str, obs: Observations) ->
     return resp.json()["state"]
 
 
-async def _paced_client(client, model_id, samples, deadline, poll_s, obs) -> None:
+async def _paced_client(client, model_id, samples, start_s, deadline, poll_s, obs) -> None:
+    await asyncio.sleep(start_s)
     while time.monotonic() < deadline:
         request_id = await _post(client, _body(model_id, random.choice(samples)), obs)
         if request_id is None:
@@ -92,6 +94,7 @@ async def run(
     duration_s: float = 20,
     per_client: int = 20,
     poll_s: float = 0.5,
+    ramp_s: float = 5.0,
 ) -> Observations:
     obs = Observations()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -99,7 +102,11 @@ async def run(
         started = time.perf_counter()
         if mode == "paced":
             deadline = time.monotonic() + duration_s
-            jobs = [_paced_client(client, model_id, samples, deadline, poll_s, obs) for _ in range(clients)]
+            # Pipelines are not synchronised: client i joins at i/clients of the ramp, then keeps going.
+            jobs = [
+                _paced_client(client, model_id, samples, ramp_s * i / clients, deadline, poll_s, obs)
+                for i in range(clients)
+            ]
         else:
             jobs = [_burst_client(client, model_id, samples, per_client, obs) for _ in range(clients)]
         await asyncio.gather(*jobs)

@@ -1,0 +1,29 @@
+"""The service benchmark end to end on a tiny load: its own stack (migrated Postgres database, Redis
+queue, a Celery worker, the API), clients over HTTP, and every accepted request accounted for."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.service.cli import main
+
+
+def test_every_accepted_request_ends_succeeded_and_the_report_is_written(tmp_path):
+    summary = main(["--clients", "1", "3", "--duration", "3", "--burst", "6", "--out", str(tmp_path)])
+
+    levels = summary["levels"]
+    assert [(lv["mode"], lv["clients"]) for lv in levels] == [("paced", 1), ("paced", 3), ("burst", 3)]
+    for lv in levels:
+        assert lv["errors"] == 0, lv["error_kinds"]
+        assert lv["accepted"] >= 1
+        assert lv["final_states"] == {"SUCCEEDED": lv["accepted"]}
+        assert lv["end_to_end_s"]["n"] == lv["accepted"]
+        assert lv["queue_to_start_s"]["p50"] <= lv["end_to_end_s"]["p50"]
+    assert levels[-1]["posts"] == 6
+    assert summary["lost"] == 0 and summary["accepted"] == sum(lv["accepted"] for lv in levels)
+
+    saved = json.loads((tmp_path / "service.json").read_text())
+    assert saved["accepted"] == summary["accepted"]
+    table = (tmp_path / "service.md").read_text()
+    assert "| paced | 1 |" in table and "| burst | 3 |" in table
+    assert (tmp_path / "service.png").stat().st_size > 10_000
