@@ -46,7 +46,7 @@ def get_request(db: Session, forget_request_id: uuid.UUID) -> ForgetRequest:
 
 
 def describe(db: Session, fr: ForgetRequest) -> ForgetRequestOut:
-    jobs_out = [JobOut.of(j, jobs_repo.request_ids_of(db, j.id)) for j in jobs_repo.jobs_of_request(db, fr.id)]
+    jobs_out = [JobOut.of(job, rids) for job, rids in jobs_repo.jobs_of_request_with_request_ids(db, fr.id)]
     return ForgetRequestOut.of(fr, jobs_out)
 
 

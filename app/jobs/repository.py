@@ -48,6 +48,21 @@ def jobs_of_request(db: Session, forget_request_id: uuid.UUID) -> list[Job]:
     return list(db.scalars(q))
 
 
+def jobs_of_request_with_request_ids(db: Session, forget_request_id: uuid.UUID) -> list[tuple[Job, list[uuid.UUID]]]:
+    """The request's jobs, each with every forget request it serves: one query (a poll's hot path)."""
+    mine = select(JobRequest.job_id).where(JobRequest.forget_request_id == forget_request_id)
+    rows = db.execute(
+        select(Job, JobRequest.forget_request_id)
+        .join(JobRequest, JobRequest.job_id == Job.id)
+        .where(Job.id.in_(mine))
+        .order_by(Job.id, JobRequest.forget_request_id)
+    )
+    grouped: dict[uuid.UUID, tuple[Job, list[uuid.UUID]]] = {}
+    for job, rid in rows:
+        grouped.setdefault(job.id, (job, []))[1].append(rid)
+    return list(grouped.values())
+
+
 def model_has_active_job(db: Session, model_id: uuid.UUID, other_than: uuid.UUID) -> bool:
     return (
         db.scalar(select(exists().where(Job.model_id == model_id, Job.id != other_than, Job.state.in_(ACTIVE))))

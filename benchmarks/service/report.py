@@ -27,10 +27,10 @@ def markdown(summary: dict) -> str:
         "# Service benchmark",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}. One machine runs everything: "
-        f"Postgres, Redis, one Celery worker (concurrency 1), the API ({summary['api_workers']} uvicorn "
-        "process) and the load generator (httpx, asyncio). Every request forgets one training sample of a "
-        "tiny MLP on digits with finetune (1 epoch); all requests target the same model, whose jobs run "
-        "one at a time.",
+        "Postgres, Redis, one Celery worker (concurrency 1), the API "
+        f"({summary['api_workers']} uvicorn process) and the load generator (httpx, asyncio). "
+        "Every request forgets one training sample of a tiny MLP on digits with finetune (1 epoch); "
+        "all requests target the same model, whose jobs run one at a time.",
         "",
         f"paced ({summary['paced_seconds']:.0f} s per level): each client POSTs a request, polls it every "
         f"0.5 s until it ends, then POSTs the next; the clients join one by one over the first "

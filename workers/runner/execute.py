@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from sqlalchemy.exc import IntegrityError
 
 from app.db import commit, rollback, session_scope
@@ -49,7 +50,10 @@ def execute_job(job_id: str, *, worker: str) -> Claim:
 def _run_claimed(job: Job, actor: str) -> None:
     reporter = JobReporter(job)
     progress = Progress(hooks=reporter)
-    device = pick_device(get_settings().device)
+    settings = get_settings()
+    device = pick_device(settings.device)
+    if settings.worker_torch_threads:
+        torch.set_num_threads(settings.worker_torch_threads)
     try:
         inputs = load_inputs(job)
         reset_peak_memory(device)
