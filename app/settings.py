@@ -33,9 +33,6 @@ class Settings(BaseSettings):
     job_lease_seconds: int = Field(120, ge=5)
     # A recycled child re-imports torch (seconds): recycle rarely, for GPU memory fragmentation.
     worker_max_tasks_per_child: int = Field(200, ge=1)
-    # CPU threads torch may use in a job (None: torch's default, every core). On a machine shared with
-    # the API and Postgres, fewer threads keep their latency down while jobs run.
-    worker_torch_threads: int | None = Field(None, ge=1, le=1024)
     # Celery's Redis visibility timeout: must exceed the longest job, or Redis redelivers it.
     broker_visibility_timeout_s: int = Field(6 * 3600, ge=60)
     # Reconciler: re-enqueue jobs QUEUED for longer than this; how often beat runs it.

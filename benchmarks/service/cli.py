@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -49,28 +50,30 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q) * 1000) if values else None
 
 
-def _drain(url: str, model_id: str, timeout: float) -> dict[str, dict]:
-    """Wait until no job of the model is queued or running, then fetch every forget request of it."""
+def _wait_idle(client: httpx.Client, model_id: str, timeout: float) -> None:
+    """Until no job of the model is queued or running."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, timeout=60) as client:
-        while time.monotonic() < deadline:
-            busy = [
-                client.get("/v1/jobs", params={"model_id": model_id, "state": state, "page_size": 1}).json()
-                for state in ("QUEUED", "RUNNING", "VERIFYING")
-            ]
-            if not any(page["items"] for page in busy):
-                break
-            time.sleep(2)
-        found: dict[str, dict] = {}
-        token = None
-        while True:
-            params = {"model_id": model_id, "page_size": 500, **({"page_token": token} if token else {})}
-            page = client.get("/v1/forget-requests", params=params).json()
-            found.update({fr["id"]: fr for fr in page["items"]})
-            token = page["next_page_token"]
-            if not token:
-                break
-    return found
+    while time.monotonic() < deadline:
+        busy = [
+            client.get("/v1/jobs", params={"model_id": model_id, "state": state, "page_size": 1}).json()
+            for state in ("QUEUED", "RUNNING", "VERIFYING")
+        ]
+        if not any(page["items"] for page in busy):
+            return
+        time.sleep(2)
+
+
+def _requests_of(client: httpx.Client, model_id: str) -> dict[str, dict]:
+    """Every forget request of the model, by id."""
+    found: dict[str, dict] = {}
+    token = None
+    while True:
+        params = {"model_id": model_id, "page_size": 500, **({"page_token": token} if token else {})}
+        page = client.get("/v1/forget-requests", params=params).json()
+        found.update({fr["id"]: fr for fr in page["items"]})
+        token = page["next_page_token"]
+        if not token:
+            return found
 
 
 def _seconds(a: str | None, b: str | None) -> float | None:
@@ -82,18 +85,17 @@ def _seconds(a: str | None, b: str | None) -> float | None:
 def _server_side(level: dict, accepted: list[str], found: dict[str, dict]) -> None:
     """Per level, from the service's own timestamps: what became of every accepted request, how long
     its job waited in the queue, how long it ran, and received -> SUCCEEDED."""
-    states: dict[str, int] = {}
+    states = Counter(found[rid]["state"] if rid in found else "MISSING" for rid in accepted)
     queue, run, e2e = [], [], []
     for rid in accepted:
         fr = found.get(rid)
-        states[fr["state"] if fr else "MISSING"] = states.get(fr["state"] if fr else "MISSING", 0) + 1
         if not fr or not fr["jobs"]:
             continue
         job = fr["jobs"][0]
         queue.append(_seconds(job["created_at"], job["started_at"]))
         run.append(_seconds(job["started_at"], job["finished_at"]))
         e2e.append(_seconds(fr["received_at"], job["finished_at"]))
-    level["final_states"] = states
+    level["final_states"] = dict(states)
     level["queue_to_start_s"] = _stats([v for v in queue if v is not None])
     level["job_run_s"] = _stats([v for v in run if v is not None])
     level["end_to_end_s"] = _stats([v for v in e2e if v is not None])
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the summary
     started = time.perf_counter()
     stack = Stack(api_workers=args.api_workers)
+    client = httpx.Client(base_url=stack.url, timeout=60)
     try:
         model_id, samples = _setup(stack.url)
         runs: list[tuple[dict, list[str]]] = []
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
             runs.append((_level("paced", clients, obs), obs.accepted))
             log.info("paced %d clients: %s", clients, runs[-1][0])
             # the next level starts on an empty queue: what a level left behind is not its successor's
-            _drain(stack.url, model_id, timeout=600)
+            _wait_idle(client, model_id, timeout=600)
         burst_clients = max(args.clients)
         obs = asyncio.run(
             load.run(stack.url, model_id, samples, burst_clients, "burst", per_client=args.burst // burst_clients)
@@ -130,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
         runs.append((_level("burst", burst_clients, obs), obs.accepted))
         log.info("burst: %s", runs[-1][0])
         drain_started = time.perf_counter()
-        found = _drain(stack.url, model_id, timeout=1800)
+        _wait_idle(client, model_id, timeout=1800)
         drain_seconds = time.perf_counter() - drain_started
+        found = _requests_of(client, model_id)
         for level, accepted in runs:
             _server_side(level, accepted, found)
         levels = [level for level, _ in runs]
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
             "wall_seconds": time.perf_counter() - started,
         }
     finally:
+        client.close()
         stack.close()
     from benchmarks.service.report import write
 

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from sqlalchemy.exc import IntegrityError
 
 from app.db import commit, rollback, session_scope
@@ -50,10 +49,7 @@ def execute_job(job_id: str, *, worker: str) -> Claim:
 def _run_claimed(job: Job, actor: str) -> None:
     reporter = JobReporter(job)
     progress = Progress(hooks=reporter)
-    settings = get_settings()
-    device = pick_device(settings.device)
-    if settings.worker_torch_threads:
-        torch.set_num_threads(settings.worker_torch_threads)
+    device = pick_device(get_settings().device)
     try:
         inputs = load_inputs(job)
         reset_peak_memory(device)
