@@ -10,6 +10,7 @@ from app.audit.router import router as audit_router
 from app.core import handlers
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.errors import PROBLEM_TYPES, NotFound
+from app.core.server_timing import ServerTimingMiddleware
 from app.datasets.router import router as datasets_router
 from app.forget_requests.router import router as forget_requests_router
 from app.health.router import router as health_router
@@ -31,6 +32,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="unlearnd", version="0.1.0", description=DESCRIPTION)
     handlers.install(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(ServerTimingMiddleware)  # outermost: times everything the app does
     for router in (health_router, datasets_router, models_router, forget_requests_router, jobs_router, audit_router):
         app.include_router(router)
 

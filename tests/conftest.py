@@ -83,7 +83,8 @@ def _clear_caches() -> None:
     from app.settings import get_settings
     from app.storage.local import get_artifact_store
 
-    for cached in (get_settings, session.get_engine, session._session_factory, celery_app, get_artifact_store):
+    caches = (get_settings, session.get_engine, session._session_factory, session._read_session_factory)
+    for cached in (*caches, celery_app, get_artifact_store):
         cached.cache_clear()
 
 

@@ -49,7 +49,11 @@ def get_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20, pool_timeout=10)
+    # No pool_pre_ping: it costs a round trip on every checkout (~0.5 ms of API CPU per request,
+    # measured). After a Postgres restart the first statement on a stale connection fails instead;
+    # SQLAlchemy then drops every pooled connection, that request answers 503 (a retry with its
+    # Idempotency-Key is safe) and the next ones reconnect.
+    return create_engine(url, pool_size=20, max_overflow=20, pool_timeout=10, pool_recycle=1800)
 
 
 @lru_cache
@@ -59,6 +63,28 @@ def _session_factory(url: str | None = None) -> sessionmaker[Session]:
 
 def new_session() -> Session:
     return _session_factory()()
+
+
+@lru_cache
+def _read_session_factory(url: str | None = None) -> sessionmaker[Session]:
+    engine = get_engine(url)
+    if engine.dialect.name == "postgresql":
+        # Each statement in its own implicit transaction: saves the BEGIN and ROLLBACK round trips
+        # of a read. SQLite keeps the normal engine (its BEGIN IMMEDIATE hook assumes transactions).
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+    event.listen(factory, "before_flush", _refuse_writes)
+    return factory
+
+
+def _refuse_writes(session: Session, _flush_context, _instances) -> None:
+    raise RuntimeError("a read-only session tried to write; use new_session() for work that writes")
+
+
+def new_read_session() -> Session:
+    """A session for work that only reads (polling endpoints): no transaction is opened on Postgres,
+    so the rows may come from different instants (a job can be one state ahead of its request)."""
+    return _read_session_factory()()
 
 
 @contextmanager

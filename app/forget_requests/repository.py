@@ -18,8 +18,7 @@ def get_by_client_id(db: Session, request_id: str) -> ForgetRequest | None:
 
 
 def add(db: Session, fr: ForgetRequest) -> None:
-    db.add(fr)
-    db.flush()
+    db.add(fr)  # written by the next flush (jobs.create's), with the job that references it
 
 
 def set_state(db: Session, ids: list[uuid.UUID], state: str, now: datetime) -> None:
@@ -60,4 +59,4 @@ def idempotency_of_request(db: Session, forget_request_id: uuid.UUID) -> Idempot
 
 def add_idempotency(db: Session, row: IdempotencyKey) -> None:
     db.add(row)
-    db.flush()
+    db.flush()  # a racing retry with the same key raises IntegrityError here, inside submit()

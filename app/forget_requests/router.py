@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from app.core.deps import SessionDep
 from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_page
+from app.core.threadpool import in_session, json_response
 from app.core.validation import ClientKey
 from app.db import commit
 from app.forget_requests import repository, service
@@ -38,15 +39,15 @@ def list_methods():
     response_model=ForgetRequestOut,
     summary="Ask for a model to forget samples or classes (202 + Location; poll it)",
 )
-def create_forget_request(
-    db: SessionDep,
+async def create_forget_request(
     body: Annotated[ForgetRequestCreate, Body()],
     idempotency_key: Annotated[
         ClientKey | None, Header(description="Retries with the same key and body get the original answer.")
     ] = None,
 ):
-    answer = service.submit(db, body, idempotency_key=idempotency_key, actor="api")
-    commit(db)
+    answer = await in_session(
+        lambda db: service.submit(db, body, idempotency_key=idempotency_key, actor="api"), write=True
+    )
     headers = {"Location": answer.location}
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -70,8 +71,9 @@ def list_forget_requests(
 @router.get(
     "/forget-requests/{forget_request_id}", response_model=ForgetRequestOut, summary="One forget request, with its jobs"
 )
-def get_forget_request(db: SessionDep, forget_request_id: uuid.UUID):
-    return service.describe(db, service.get_request(db, forget_request_id))
+async def get_forget_request(forget_request_id: uuid.UUID):
+    out = await in_session(lambda db: service.describe(db, service.get_request(db, forget_request_id)))
+    return json_response(out)
 
 
 @router.post(

@@ -17,10 +17,8 @@ def get(db: Session, job_id: uuid.UUID) -> Job | None:
 
 def add(db: Session, job: Job, request_ids: list[uuid.UUID]) -> None:
     db.add(job)
-    db.flush()
-    for rid in request_ids:
-        db.add(JobRequest(job_id=job.id, forget_request_id=rid))
-    db.flush()
+    db.add_all(JobRequest(job_id=job.id, forget_request_id=rid) for rid in request_ids)
+    db.flush()  # one flush: the unit of work orders the INSERTs by foreign key
 
 
 def compare_and_set(db: Session, job_id: uuid.UUID, expected_state: str, values: dict[str, Any]) -> bool:

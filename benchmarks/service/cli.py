@@ -187,4 +187,8 @@ def _level(mode: str, clients: int, obs: load.Observations) -> dict:
         "post_p99_ms": _pct(obs.post, 99),
         "get_p50_ms": _pct(obs.get, 50),
         "get_p99_ms": _pct(obs.get, 99),
+        "post_server_p50_ms": _pct(obs.post_server, 50),
+        "post_server_p99_ms": _pct(obs.post_server, 99),
+        "get_server_p50_ms": _pct(obs.get_server, 50),
+        "get_server_p99_ms": _pct(obs.get_server, 99),
     }

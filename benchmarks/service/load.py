@@ -23,6 +23,8 @@ TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 class Observations:
     post: list[float] = field(default_factory=list)  # seconds
     get: list[float] = field(default_factory=list)
+    post_server: list[float] = field(default_factory=list)  # seconds, from the Server-Timing header
+    get_server: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)  # forget-request ids answered 202
     elapsed: float = 0.0
@@ -38,6 +40,11 @@ def _body(model_id: str, sample_id: str) -> dict:
     }
 
 
+def _server_seconds(resp: httpx.Response) -> float:
+    """The API's own time for the request (``Server-Timing: app;dur=<ms>``)."""
+    return float(resp.headers["server-timing"].partition("dur=")[2]) / 1000
+
+
 async def _post(client: httpx.AsyncClient, body: dict, obs: Observations) -> str | None:
     started = time.perf_counter()
     try:
@@ -46,6 +53,7 @@ async def _post(client: httpx.AsyncClient, body: dict, obs: Observations) -> str
         obs.errors.append(f"POST {type(exc).__name__}")
         return None
     obs.post.append(time.perf_counter() - started)
+    obs.post_server.append(_server_seconds(resp))
     if resp.status_code != 202:
         obs.errors.append(f"POST {resp.status_code}")
         return None
@@ -61,6 +69,7 @@ async def _get(client: httpx.AsyncClient, request_id: str, obs: Observations) ->
         obs.errors.append(f"GET {type(exc).__name__}")
         return None
     obs.get.append(time.perf_counter() - started)
+    obs.get_server.append(_server_seconds(resp))
     if resp.status_code != 200:
         obs.errors.append(f"GET {resp.status_code}")
         return None
