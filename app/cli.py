@@ -1,4 +1,5 @@
-"""``unlearnd <command>``: run the embedded service, the API alone, migrations, a reconcile pass."""
+"""``unlearnd <command>``: run the embedded service, the API alone, migrations, a reconcile pass, or
+check a deletion certificate offline."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     api.add_argument("--workers", type=int, default=1)
     sub.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
     sub.add_parser("reconcile", help="one reconciler pass: re-send stuck QUEUED jobs, take back lost ones")
+    cert = sub.add_parser("verify-certificate", help="check a deletion certificate's signature, offline")
+    cert.add_argument("certificate", help="the JSON answer of GET /v1/forget-requests/{id}/certificate")
+    cert.add_argument("--public-key", required=True, help="a PEM file, or the base64url key from GET /v1/keys")
     args = parser.parse_args(argv)
 
     if args.command == "embedded":
@@ -38,6 +42,12 @@ def main(argv: list[str] | None = None) -> None:
             report = reconcile(db)
             commit(db)
         print(json.dumps(report))
+    elif args.command == "verify-certificate":
+        from app.certificates.offline import verify_file
+
+        result = verify_file(args.certificate, args.public_key)
+        print("valid" if result.ok else f"INVALID: {result.reason}")
+        raise SystemExit(0 if result.ok else 1)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from app.audit.router import router as audit_router
+from app.certificates.router import router as certificates_router
 from app.core import handlers
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.errors import PROBLEM_TYPES, NotFound
@@ -33,7 +34,8 @@ def create_app() -> FastAPI:
     handlers.install(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(ServerTimingMiddleware)  # outermost: times everything the app does
-    for router in (health_router, datasets_router, models_router, forget_requests_router, jobs_router, audit_router):
+    routers = (health_router, datasets_router, models_router, forget_requests_router, jobs_router, audit_router)
+    for router in (*routers, certificates_router):
         app.include_router(router)
 
     @app.get("/problems/{slug}", tags=["health"], summary="What a problem type means")

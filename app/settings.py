@@ -47,7 +47,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     max_ids_per_request: int = Field(100_000, ge=1)
     request_due_days: int = Field(30, ge=1)
+    # how long a version retired by an erasure keeps its file before the purge deletes it (0: at once)
+    retired_version_grace_s: int = Field(0, ge=0)
     subject_hmac_key: str = DEV_SUBJECT_KEY
+    # Ed25519 key (PKCS8 PEM) that signs deletion certificates; generated there (0600) if missing.
+    signing_key_file: Path = Path("var/signing-key.pem")
 
     # Embedded mode
     host: str = "127.0.0.1"

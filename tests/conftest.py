@@ -39,6 +39,7 @@ def _settings_env(tmp: Path, database_url: str, queue: str) -> dict[str, str]:
         "UNLEARND_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_TEST_DB}",
         "UNLEARND_QUEUE_NAME": queue,
         "UNLEARND_ARTIFACT_DIR": str(tmp / "artifacts"),
+        "UNLEARND_SIGNING_KEY_FILE": str(tmp / "signing-key.pem"),
         "UNLEARND_DEVICE": "cpu",
         "UNLEARND_BATCH_FLUSH_INTERVAL_S": "0.1",
         "UNLEARND_JOB_LEASE_SECONDS": "15",
@@ -78,12 +79,13 @@ def stack_env(tmp_path_factory) -> Iterator[dict[str, str]]:
 
 
 def _clear_caches() -> None:
+    from app.certificates.keys import signing_key
     from app.db import session
     from app.queue import celery_app
     from app.settings import get_settings
     from app.storage.local import get_artifact_store
 
-    caches = (get_settings, session.get_engine, session._session_factory, session._read_session_factory)
+    caches = (get_settings, session.get_engine, session._session_factory, session._read_session_factory, signing_key)
     for cached in (*caches, celery_app, get_artifact_store):
         cached.cache_clear()
 

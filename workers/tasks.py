@@ -26,10 +26,11 @@ def run_job(self, job_id: str) -> str:
 def reconcile() -> dict[str, int]:
     from app.db import commit, session_scope
     from app.jobs.service import reconcile as reconcile_jobs
+    from workers.housekeeping import purge_retired_versions
 
     with session_scope() as db:
         report = reconcile_jobs(db)
         commit(db)
     if any(report.values()):
         log.info("reconciled jobs: %s", report)
-    return report
+    return {**report, "versions_purged": purge_retired_versions("reconciler")}

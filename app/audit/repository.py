@@ -43,6 +43,7 @@ def search(
     until: datetime | None,
     after_seq: int | None,
     limit: int,
+    up_to_seq: int | None = None,
 ) -> list[AuditEvent]:
     q = select(AuditEvent).order_by(AuditEvent.seq).limit(limit)
     if model_id:
@@ -59,4 +60,34 @@ def search(
         q = q.where(AuditEvent.occurred_at < until)
     if after_seq is not None:
         q = q.where(AuditEvent.seq > after_seq)
+    if up_to_seq is not None:
+        q = q.where(AuditEvent.seq <= up_to_seq)
     return list(db.scalars(q))
+
+
+def hash_at(db: Session, seq: int) -> str | None:
+    return db.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
+
+
+def chain_batch(db: Session, *, after_seq: int, up_to_seq: int, limit: int) -> list[AuditEvent]:
+    """The next ``limit`` events after ``after_seq`` (keyset on the primary key), oldest first."""
+    q = (
+        select(AuditEvent)
+        .where(AuditEvent.seq > after_seq, AuditEvent.seq <= up_to_seq)
+        .order_by(AuditEvent.seq)
+        .limit(limit)
+    )
+    return list(db.scalars(q))
+
+
+def end_read(db: Session) -> None:
+    """End the read transaction between batches of a long walk.
+
+    On SQLite every transaction takes the write lock at BEGIN (app.db.session), so a walk held in
+    one transaction would block every writer until it ends. Nothing is lost by ending it: the rows
+    are append-only and walks stop at a seq fixed before they start, so later batches see the
+    same rows an all-in-one snapshot would. Rows are detached first so the rollback does not
+    expire them (reading an expired attribute would reload each row with a query of its own).
+    """
+    db.expunge_all()
+    db.rollback()

@@ -5,9 +5,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
-from app.audit import repository
-from app.audit.schemas import AuditEventOut
+from app.audit import export, repository, verification
+from app.audit.export import ExportFormat
+from app.audit.schemas import AuditEventOut, ChainVerificationOut
 from app.core.deps import SessionDep
 from app.core.pagination import Page, PageSize, PageToken, decode_token, page_of
 
@@ -39,3 +41,55 @@ def list_audit_events(
         limit=page_size + 1,
     )
     return page_of(rows, page_size, key=lambda r: [r.seq], convert=AuditEventOut.model_validate)
+
+
+FromSeq = Annotated[int | None, Query(ge=1, description="First seq (default 1, the chain's first event).")]
+ToSeq = Annotated[int | None, Query(ge=1, description="Last seq (default: the newest when the walk starts).")]
+
+
+@router.get("/verify", response_model=ChainVerificationOut, summary="Re-walk the hash chain; report the first break")
+def verify_audit_chain(
+    db: SessionDep,
+    from_seq: FromSeq = None,
+    to_seq: ToSeq = None,
+):
+    return verification.verify_chain(db, from_seq=from_seq, to_seq=to_seq)
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}, "text/csv": {}},
+            "description": "Every column of each matching event, oldest first; hashes re-checkable offline.",
+        }
+    },
+    summary="Export the audit trail as JSON Lines or CSV (streamed)",
+)
+def export_audit_events(
+    fmt: Annotated[ExportFormat, Query(alias="format", description="jsonl or csv.")] = "jsonl",
+    model_id: uuid.UUID | None = None,
+    forget_request_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[datetime | None, Query(description="Inclusive lower bound on occurred_at.")] = None,
+    until: Annotated[datetime | None, Query(description="Exclusive upper bound on occurred_at.")] = None,
+    from_seq: FromSeq = None,
+    to_seq: ToSeq = None,
+):
+    # checked here: once the body streams, an error can no longer be a problem+json answer
+    verification.check_seq_range(from_seq, to_seq)
+    body = export.stream_export(
+        fmt,
+        model_id=model_id,
+        forget_request_id=forget_request_id,
+        job_id=job_id,
+        action=action,
+        since=since,
+        until=until,
+        from_seq=from_seq,
+        to_seq=to_seq,
+    )
+    headers = {"Content-Disposition": f'attachment; filename="audit-events.{fmt}"'}
+    return StreamingResponse(body, media_type=export.MEDIA_TYPES[fmt], headers=headers)

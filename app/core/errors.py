@@ -30,8 +30,12 @@ PROBLEM_TYPES: dict[str, str] = {
     "model-not-ready": "The model has no trained version to unlearn from.",
     "job-not-cancellable": "The job has already finished or is verifying its result.",
     "payload-too-large": "The request body or upload is over the configured limit.",
+    "version-retired": "This model version still held samples that an erasure removed, so it was retired "
+    "and its checkpoint is no longer served (its file is purged); use the model's head version.",
     "version-unavailable": "This model version's checkpoint is not available for download.",
     "job-failed": "The job failed; `detail` says why.",
+    "certificate-not-available": "A deletion certificate exists only for a SUCCEEDED forget request; "
+    "`state` is the request's state now.",
     "artifact-missing": "A stored file this resource needs is missing from the artifact store.",
     "service-unavailable": "A backing service (database, broker) is not reachable; retry later.",
     "internal-error": "An unexpected server error; the log has the details under `trace_id`.",
@@ -69,6 +73,11 @@ def problem_body(
 class NotFound(ProblemError):
     def __init__(self, what: str, ident: object):
         super().__init__(404, "not-found", f"{what} not found", f"No {what} with id {ident}.")
+
+
+class Gone(ProblemError):
+    def __init__(self, detail: str, slug: str, title: str, **ext: Any):
+        super().__init__(410, slug, title, detail, **ext)
 
 
 class Conflict(ProblemError):

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.forget_requests.tables import ForgetRequest, IdempotencyKey
+from app.forget_requests.tables import DISCHARGED_STATES, ForgetRequest, IdempotencyKey
 
 
 def get(db: Session, forget_request_id: uuid.UUID) -> ForgetRequest | None:
@@ -32,9 +32,22 @@ def set_state(db: Session, ids: list[uuid.UUID], state: str, now: datetime) -> N
 
 
 def list_requests(
-    db: Session, *, model_id: uuid.UUID | None, state: str | None, after: uuid.UUID | None, limit: int
+    db: Session,
+    *,
+    model_id: uuid.UUID | None,
+    state: str | None,
+    overdue_at: datetime | None,
+    due_by: datetime | None,
+    after: uuid.UUID | None,
+    limit: int,
 ) -> list[ForgetRequest]:
+    """``overdue_at``: only requests past their deadline at that instant and not discharged;
+    ``due_by``: only requests due at or before that instant."""
     q = select(ForgetRequest).order_by(ForgetRequest.id).limit(limit)
+    if overdue_at:
+        q = q.where(ForgetRequest.due_at < overdue_at, ForgetRequest.state.not_in(DISCHARGED_STATES))
+    if due_by:
+        q = q.where(ForgetRequest.due_at <= due_by)
     if model_id:
         q = q.where(ForgetRequest.model_id == model_id)
     if state:

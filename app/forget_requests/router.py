@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, status
+from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import JSONResponse
 
 from app.core.deps import SessionDep
@@ -11,6 +12,7 @@ from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_p
 from app.core.threadpool import in_session, json_response
 from app.core.validation import ClientKey
 from app.db import commit
+from app.db.types import utcnow
 from app.forget_requests import repository, service
 from app.forget_requests.schemas import ForgetRequestCreate, ForgetRequestOut, MethodOut
 from app.jobs.states import JobState
@@ -59,11 +61,21 @@ def list_forget_requests(
     db: SessionDep,
     model_id: uuid.UUID | None = None,
     state: JobState | None = None,
+    overdue: Annotated[
+        bool, Query(description="Only requests past their due_at that are neither SUCCEEDED nor CANCELLED.")
+    ] = False,
+    due_before: Annotated[datetime | None, Query(description="Only requests due at or before this instant.")] = None,
     page_size: PageSize = 50,
     page_token: PageToken = None,
 ):
     rows = repository.list_requests(
-        db, model_id=model_id, state=state, after=decode_id_token(page_token), limit=page_size + 1
+        db,
+        model_id=model_id,
+        state=state,
+        overdue_at=utcnow() if overdue else None,
+        due_by=due_before,
+        after=decode_id_token(page_token),
+        limit=page_size + 1,
     )
     return id_page(rows, page_size, lambda fr: service.describe(db, fr))
 

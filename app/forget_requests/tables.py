@@ -11,6 +11,9 @@ from app.db.types import JSONType, UTCDateTime
 from app.jobs.states import STATES
 
 SCOPE_TYPES = ("sample_ids", "class_labels")
+# A request in one of these states no longer owes anything: erased, or withdrawn by its sender.
+# Every other state past due_at is overdue (FAILED included: the erasure is still owed).
+DISCHARGED_STATES = ("SUCCEEDED", "CANCELLED")
 
 
 class ForgetRequest(Base):
@@ -36,7 +39,7 @@ class ForgetRequest(Base):
     state: Mapped[str] = mapped_column(String(20))
     body_sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the legal deadline
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -1,5 +1,6 @@
 """How a job ends well: one transaction makes the new version visible, moves the model's head,
-tombstones the erased samples and records it all. Called by the worker once the checkpoint file
+retires the versions that still hold the erased samples, tombstones those samples and records it
+all. Called by the worker once the checkpoint file
 is complete in the artifact store."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from app.jobs import repository, service
 from app.jobs.states import SUCCEEDED
 from app.jobs.tables import Job
 from app.models import repository as models_repo
+from app.models import retention
 from app.models import service as models
 from app.storage import StoredArtifact
 from app.update_logs import service as update_logs
@@ -64,6 +66,7 @@ def succeed(
             reason="retrained from scratch: the log no longer describes the model",
         )
     if job.kind == "unlearn":
+        retention.retire_earlier_versions(db, model_id=model.id, below=version, job_id=job.id, actor=actor)
         for rid in repository.request_ids_of(db, job.id):
             fr = requests_repo.get(db, rid)
             rows = datasets.erase(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -64,4 +65,39 @@ def set_update_log(db: Session, model_id: uuid.UUID, log_id: uuid.UUID | None) -
         .where(Model.id == model_id)
         .values(update_log_id=log_id)
         .execution_options(synchronize_session="fetch")
+    )
+
+
+def active_versions_below(db: Session, model_id: uuid.UUID, version: int) -> list[ModelVersion]:
+    return list(
+        db.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.model_id == model_id, ModelVersion.version < version, ModelVersion.state == "ACTIVE")
+            .order_by(ModelVersion.version)
+        )
+    )
+
+
+def versions_due_for_purge(db: Session, now: datetime) -> list[ModelVersion]:
+    return list(
+        db.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.purge_after <= now, ModelVersion.purged_at.is_(None))
+            .order_by(ModelVersion.purge_after)
+            .with_for_update(skip_locked=True)  # two housekeeping passes never purge the same row
+        )
+    )
+
+
+def live_versions_with_artifact(db: Session, artifact_key: str, *, excluding: uuid.UUID) -> list[ModelVersion]:
+    """Versions (of any model) whose file is this one and that still need it."""
+    return list(
+        db.scalars(
+            select(ModelVersion).where(
+                ModelVersion.artifact_key == artifact_key,
+                ModelVersion.id != excluding,
+                ModelVersion.purged_at.is_(None),
+                ModelVersion.purge_after.is_(None),
+            )
+        )
     )

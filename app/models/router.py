@@ -135,8 +135,7 @@ def get_version(db: SessionDep, model_id: uuid.UUID, version: int):
     summary="Download a checkpoint (streamed, sha256 verified while streaming)",
 )
 def download_checkpoint(db: SessionDep, model_id: uuid.UUID, version: int):
-    found = service.get_version(db, model_id, version)
-    service.record_download(db, found, actor="api")
+    found = service.version_for_download(db, model_id, version, actor="api")
     commit(db)
     model = service.get_model(db, model_id)
     headers = {

@@ -59,6 +59,9 @@ class VersionOut(BaseModel):
     created_by_job_id: uuid.UUID | None
     metrics: dict[str, Any]
     created_at: datetime
+    retired_at: datetime | None = None
+    retired_by_job_id: uuid.UUID | None = None
+    purged_at: datetime | None = None
     checkpoint_url: str = ""
 
     def model_post_init(self, _ctx) -> None:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
-from app.core.errors import Conflict, Invalid, NotFound, ProblemError, pydantic_errors
+from app.core.errors import Conflict, Gone, Invalid, NotFound, ProblemError, pydantic_errors
 from app.core.ids import uuid7
 from app.datasets import service as datasets
 from app.datasets.tables import Dataset
@@ -173,6 +173,22 @@ def add_version(
         payload={"version": version, "parent_version": parent, "sha256": artifact.sha256, "size_bytes": artifact.size},
     )
     return row
+
+
+def version_for_download(db: Session, model_id: uuid.UUID, version: int, *, actor: str) -> ModelVersion:
+    """The version whose checkpoint may be served, its download recorded; 410 once it is retired."""
+    found = get_version(db, model_id, version)
+    if found.state == "RETIRED":
+        raise Gone(
+            f"version {version} of model {model_id} was retired at {found.retired_at.isoformat()} by erasure job "
+            f"{found.retired_by_job_id}: it still held erased samples"
+            + (", and its file has been purged" if found.purged_at else ", and its file is being purged"),
+            slug="version-retired",
+            title="Version retired",
+            head_version=get_model(db, model_id).head_version,
+        )
+    record_download(db, found, actor=actor)
+    return found
 
 
 def record_download(db: Session, version: ModelVersion, *, actor: str) -> None:

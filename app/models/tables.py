@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, one_of
@@ -39,6 +39,7 @@ class ModelVersion(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "version"),
         CheckConstraint(one_of("state", VERSION_STATES), name="state"),
+        Index("ix_model_versions_purge_after", "purge_after"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -52,3 +53,9 @@ class ModelVersion(Base):
     created_by_job_id: Mapped[uuid.UUID | None] = mapped_column()
     metrics: Mapped[dict] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # RETIRED: an erasure succeeded after it, so it still holds erased samples; its file is deleted
+    # once purge_after has passed (purged_at then says when)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retired_by_job_id: Mapped[uuid.UUID | None] = mapped_column()
+    purge_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -22,6 +22,7 @@ from app.storage import ArtifactIntegrityError, ArtifactMissingError, get_artifa
 from workers.engine import checkpoints
 from workers.engine.device import pick_device, reset_peak_memory
 from workers.engine.runtime import Cancelled, Progress, TrainingDiverged
+from workers.housekeeping import purge_retired_versions
 from workers.runner.bodies import train_body, unlearn_body
 from workers.runner.inputs import load_inputs
 from workers.runner.reporting import Heartbeat, JobReporter, LostOwnership
@@ -73,6 +74,8 @@ def _run_claimed(job: Job, actor: str) -> None:
             )
             commit(db)
         log.info("job %s succeeded", job.id)
+        if job.kind == "unlearn":
+            purge_retired_versions(actor)
     except LostOwnership as exc:
         log.warning("job %s: %s; stopping without writing", job.id, exc)
     except Cancelled:

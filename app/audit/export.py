@@ -1,0 +1,112 @@
+"""Streaming export of the audit trail (JSON Lines or CSV) for auditors.
+
+Every column is exported, ``occurred_at`` exactly as the hash saw it, so the hashes can be re-checked
+from the file alone: ``hash == sha256(prev_hash + canonical_json(body))`` with the body of
+app.audit.service.chained_body. Rows are read in keyset batches by a session of the export's own
+(the request's session is gone by the time the body streams) and the walk stops at a seq fixed when
+it starts, so an export is a consistent slice of the chain while writers keep appending.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Literal
+
+from app.audit import repository
+from app.audit.tables import AuditEvent
+from app.audit.verification import BATCH_SIZE, chain_end
+from app.core.hashing import canonical_json
+from app.db.session import new_read_session
+
+ExportFormat = Literal["jsonl", "csv"]
+
+MEDIA_TYPES: dict[str, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+COLUMNS = (
+    "seq",
+    "occurred_at",
+    "actor",
+    "action",
+    "entity_type",
+    "entity_id",
+    "model_id",
+    "forget_request_id",
+    "job_id",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+
+
+def _opt(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def export_record(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.isoformat(),  # the exact string the hash covers
+        "actor": event.actor,
+        "action": event.action,
+        "entity_type": event.entity_type,
+        "entity_id": event.entity_id,
+        "model_id": _opt(event.model_id),
+        "forget_request_id": _opt(event.forget_request_id),
+        "job_id": _opt(event.job_id),
+        "payload": event.payload,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def jsonl_chunk(events: list[AuditEvent]) -> str:
+    # canonical_json sorts keys at every level, so the payload object is already in canonical form
+    return "".join(canonical_json(export_record(e)) + "\n" for e in events)
+
+
+def csv_chunk(rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def csv_row(event: AuditEvent) -> list[Any]:
+    record = export_record(event)
+    record["payload"] = canonical_json(record["payload"])  # a cell holds text: the canonical form
+    return ["" if record[c] is None else record[c] for c in COLUMNS]
+
+
+def stream_export(
+    fmt: ExportFormat,
+    *,
+    model_id: uuid.UUID | None = None,
+    forget_request_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> Iterator[str]:
+    """The export body, chunk by chunk; the session lives exactly as long as the stream."""
+    filters = dict(model_id=model_id, forget_request_id=forget_request_id, job_id=job_id, action=action)
+    filters.update(since=since, until=until)
+    db = new_read_session()
+    try:
+        if fmt == "csv":
+            yield csv_chunk([list(COLUMNS)])
+        end = chain_end(db, to_seq)
+        after = (from_seq or 1) - 1
+        while end is not None and after < end:
+            batch = repository.search(db, **filters, after_seq=after, up_to_seq=end, limit=batch_size)
+            repository.end_read(db)  # no transaction (no SQLite write lock) held while the client reads
+            if not batch:
+                return
+            yield jsonl_chunk(batch) if fmt == "jsonl" else csv_chunk([csv_row(e) for e in batch])
+            after = batch[-1].seq
+    finally:
+        db.close()

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from app.certificates import service
+from app.certificates.schemas import KeysOut, SignedCertificateOut
+from app.core.hashing import canonical_json
+from app.core.threadpool import in_session
+
+router = APIRouter(prefix="/v1", tags=["certificates"])
+
+
+def _canonical(body: dict) -> Response:
+    """Sorted keys, no spaces: two fetches of one certificate are byte-identical."""
+    return Response(canonical_json(body), media_type="application/json")
+
+
+@router.get("/keys", response_model=KeysOut, summary="Public keys that verify deletion certificates")
+def list_keys():  # sync: the first call in a process reads (or creates) the key file
+    return _canonical(service.public_keys())
+
+
+@router.get(
+    "/forget-requests/{forget_request_id}/certificate",
+    response_model=SignedCertificateOut,
+    summary="Signed deletion certificate of a SUCCEEDED request (verify offline with GET /v1/keys)",
+)
+async def get_certificate(forget_request_id: uuid.UUID):
+    return _canonical(await in_session(lambda db: service.issue(db, forget_request_id)))

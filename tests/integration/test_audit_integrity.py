@@ -1,0 +1,279 @@
+"""The audit trail's integrity guarantees, on the test session's real Postgres: the table refuses
+UPDATE/DELETE/TRUNCATE, a row altered behind the triggers is found by /verify, concurrent writers
+leave a chain /verify accepts, and an export carries enough to re-check every hash offline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import httpx
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+from sqlalchemy import create_engine, text
+
+from app.audit import service as audit
+from app.audit.export import stream_export
+from app.audit.service import GENESIS_HASH, event_hash
+from app.audit.tables import AuditEvent
+from app.audit.verification import verify_chain
+from app.db import commit, new_session
+from app.db.migrate import upgrade_to_head
+from tests.helpers import assert_problem, forget, train_ids, wait_request
+
+pytestmark = pytest.mark.integration
+
+WRITERS = 8
+EVENTS_PER_WRITER = 10
+REFUSED = {
+    "update": "UPDATE audit_events SET actor = 'mallory' WHERE seq = %(seq)s",
+    "delete": "DELETE FROM audit_events WHERE seq = %(seq)s",
+    "truncate": "TRUNCATE audit_events",
+}
+
+
+def _connect(stack_env) -> psycopg.Connection:
+    """A raw connection as the superuser, beside the app: what a script or an intruder would use."""
+    dsn = stack_env["UNLEARND_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    conn = psycopg.connect(dsn)
+    conn.execute("SET lock_timeout = '10s'")  # TRUNCATE waits for every reader: fail, never hang
+    conn.commit()
+    return conn
+
+
+def _one(conn: psycopg.Connection, sql: str, params: dict | None = None):
+    value = conn.execute(sql, params or {}).fetchone()[0]
+    conn.commit()  # end the read: an open transaction would hold a lock TRUNCATE waits on
+    return value
+
+
+def _received_seq(conn: psycopg.Connection, request_id: str) -> int:
+    sql = "SELECT seq FROM audit_events WHERE action = 'forget_request.received' AND forget_request_id = %(r)s"
+    return _one(conn, sql, {"r": request_id})
+
+
+def _set_payload_behind_triggers(conn: psycopg.Connection, seq: int, payload: dict) -> None:
+    """What a superuser can still do: switch the triggers off, rewrite a row, switch them on again."""
+    with conn.transaction():
+        conn.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        conn.execute("UPDATE audit_events SET payload = %(p)s WHERE seq = %(s)s", {"p": Jsonb(payload), "s": seq})
+        conn.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
+
+
+def _verify(client: httpx.Client, **params) -> dict:
+    resp = client.get("/v1/audit-events/verify", params=params)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@pytest.fixture(scope="module")
+def finished_requests(client, model) -> list[str]:
+    """Two forget requests run to the end, so the chain holds whole request lifecycles."""
+    answers = [forget(client, model["id"], {"sample_ids": [sid]}, "finetune", {"epochs": 1}) for sid in train_ids(n=2)]
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    ids = [a.json()["id"] for a in answers]
+    assert [wait_request(client, rid)["state"] for rid in ids] == ["SUCCEEDED", "SUCCEEDED"]
+    return ids
+
+
+@pytest.mark.parametrize("statement", REFUSED.values(), ids=REFUSED.keys())
+def test_the_table_refuses_update_delete_and_truncate(stack_env, finished_requests, statement):
+    with _connect(stack_env) as conn:
+        seq = _received_seq(conn, finished_requests[0])
+        end = _one(conn, "SELECT max(seq) FROM audit_events")
+        row_hash = _one(conn, "SELECT hash FROM audit_events WHERE seq = %(s)s", {"s": seq})
+
+        with pytest.raises(psycopg.Error, match="audit_events is append-only"):
+            conn.execute(statement, {"seq": seq})
+        conn.rollback()
+
+        # writers may append meanwhile; nothing up to the old end may have gone or changed
+        assert _one(conn, "SELECT count(*) FROM audit_events WHERE seq <= %(e)s", {"e": end}) == end
+        assert _one(conn, "SELECT hash FROM audit_events WHERE seq = %(s)s", {"s": seq}) == row_hash
+
+
+def test_the_embedded_sqlite_schema_refuses_update_and_delete(tmp_path):
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    insert = (
+        "INSERT INTO audit_events (seq, occurred_at, actor, action, entity_type, entity_id, payload, prev_hash, hash)"
+        " VALUES (1, '2026-01-01 00:00:00', 'a', 'b', 'c', 'd', '{}', :g, 'h')"
+    )
+    with engine.begin() as conn:
+        conn.execute(text(insert), {"g": GENESIS_HASH})
+    for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"):
+        with pytest.raises(Exception, match="audit_events is append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT actor FROM audit_events")).scalars().all() == ["a"]
+    engine.dispose()
+
+
+def test_a_row_altered_behind_the_triggers_is_found(client, stack_env, finished_requests):
+    with _connect(stack_env) as conn:
+        seq = _received_seq(conn, finished_requests[1])
+        original = _one(conn, "SELECT payload FROM audit_events WHERE seq = %(s)s", {"s": seq})
+        _set_payload_behind_triggers(conn, seq, {**original, "sample_count": 0})
+        try:
+            broken = _verify(client)
+            assert (broken["ok"], broken["first_broken_seq"]) == (False, seq), broken
+            assert broken["reason"] == "hash does not match the event's content"
+            assert (broken["checked"], broken["to_seq"]) == (seq - 1, seq - 1)  # intact up to the break
+            assert _verify(client, from_seq=seq, to_seq=seq)["first_broken_seq"] == seq
+
+            before = _verify(client, to_seq=seq - 1)
+            assert (before["ok"], before["checked"], before["to_seq"]) == (True, seq - 1, seq - 1), before
+            hash_before = _one(conn, "SELECT hash FROM audit_events WHERE seq = %(s)s", {"s": seq - 1})
+            assert before["last_hash"] == hash_before
+        finally:  # every later test of the session shares this chain: put the row back
+            _set_payload_behind_triggers(conn, seq, original)
+    restored = _verify(client)
+    assert (restored["ok"], restored["first_broken_seq"], restored["reason"]) == (True, None, None), restored
+    assert restored["to_seq"] >= seq
+
+
+def _write_events(tag: str, writer: int) -> None:
+    """Each event in its own app transaction: every commit races the other writers for the chain."""
+    for n in range(EVENTS_PER_WRITER):
+        session = new_session()
+        try:
+            audit.record(
+                session,
+                action="test.concurrent_write",
+                actor=f"test-{tag}",
+                entity_type="test",
+                entity_id=f"{writer}-{n}",
+                payload={"writer": writer, "n": n},
+            )
+            commit(session)
+        finally:
+            session.close()
+
+
+def test_concurrent_writers_leave_one_chain_that_verifies(api_url, client, model, stack_env):
+    tag, ids = uuid.uuid4().hex, train_ids(n=WRITERS)
+
+    def writer(i: int) -> httpx.Response:
+        # the API process and this one append at once: two processes, one chain lock
+        with httpx.Client(base_url=api_url, timeout=60) as c:
+            answer = forget(c, model["id"], {"sample_ids": [ids[i]]}, "finetune", {"epochs": 1})
+        _write_events(tag, i)
+        return answer
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        answers = list(pool.map(writer, range(WRITERS)))
+    assert [a.status_code for a in answers] == [202] * WRITERS, [a.text for a in answers]
+
+    with _connect(stack_env) as conn:
+        end = _one(conn, "SELECT max(seq) FROM audit_events")
+        assert _one(conn, "SELECT count(*) FROM audit_events WHERE seq <= %(e)s", {"e": end}) == end
+        mine = _one(conn, "SELECT count(DISTINCT seq) FROM audit_events WHERE actor = %(a)s", {"a": f"test-{tag}"})
+        assert mine == WRITERS * EVENTS_PER_WRITER
+        head = _one(conn, "SELECT hash FROM audit_events WHERE seq = %(e)s", {"e": end})
+    report = _verify(client, to_seq=end)
+    assert report == {
+        "ok": True,
+        "checked": end,
+        "from_seq": 1,
+        "to_seq": end,
+        "first_broken_seq": None,
+        "reason": None,
+        "last_hash": head,
+    }
+
+    for a in answers:  # leave the worker free for the next tests
+        client.post(f"/v1/forget-requests/{a.json()['id']}/cancel")
+    for a in answers:
+        wait_request(client, a.json()["id"])
+
+
+def _parse_export(fmt: str, body: str) -> list[dict]:
+    if fmt == "jsonl":
+        return [json.loads(line) for line in body.splitlines()]
+    rows = list(csv.DictReader(io.StringIO(body)))
+    for row in rows:  # CSV has no null: an empty id cell is a null id
+        row.update({k: row[k] or None for k in ("model_id", "forget_request_id", "job_id")})
+        row["seq"], row["payload"] = int(row["seq"]), json.loads(row["payload"])
+    return rows
+
+
+def _as_event(record: dict) -> AuditEvent:
+    """Rebuild the event from an exported record alone, as an auditor's script would."""
+    ids = {k: None if record[k] is None else uuid.UUID(record[k]) for k in ("model_id", "forget_request_id", "job_id")}
+    return AuditEvent(
+        seq=record["seq"],
+        occurred_at=datetime.fromisoformat(record["occurred_at"]),
+        actor=record["actor"],
+        action=record["action"],
+        entity_type=record["entity_type"],
+        entity_id=record["entity_id"],
+        payload=record["payload"],
+        **ids,
+    )
+
+
+def _export(client: httpx.Client, fmt: str, **params) -> list[dict]:
+    resp = client.get("/v1/audit-events/export", params={"format": fmt, **params})
+    assert resp.status_code == 200, resp.text
+    media = {"jsonl": "application/x-ndjson", "csv": "text/csv"}[fmt]
+    assert resp.headers["content-type"].startswith(media)
+    assert resp.headers["content-disposition"] == f'attachment; filename="audit-events.{fmt}"'
+    return _parse_export(fmt, resp.text)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_holds_every_matching_event_and_its_hashes_recompute(client, stack_env, model, finished_requests, fmt):
+    with _connect(stack_env) as conn:
+        end = _one(conn, "SELECT max(seq) FROM audit_events")
+        sql = "SELECT array_agg(seq ORDER BY seq) FROM audit_events WHERE model_id = %(m)s AND seq <= %(e)s"
+        expected = _one(conn, sql, {"m": model["id"], "e": end})
+    records = _export(client, fmt, model_id=model["id"], to_seq=end)
+    assert [r["seq"] for r in records] == expected and len(expected) > 2
+    assert {r["model_id"] for r in records} == {model["id"]}
+    assert [event_hash(r["prev_hash"], _as_event(r)) for r in records] == [r["hash"] for r in records]
+
+
+def test_an_unfiltered_export_rechains_offline(client, finished_requests):
+    end = _verify(client)["to_seq"]
+    records = _export(client, "csv", to_seq=end)
+    assert [r["seq"] for r in records] == list(range(1, end + 1))
+    prev = GENESIS_HASH
+    for r in records:
+        assert r["prev_hash"] == prev and event_hash(prev, _as_event(r)) == r["hash"], r["seq"]
+        prev = r["hash"]
+    tail = _export(client, "jsonl", from_seq=end - 1, to_seq=end)
+    assert [r["hash"] for r in tail] == [r["hash"] for r in records[-2:]]
+
+
+def test_small_batches_walk_the_same_chain_as_one_batch(client, stack_env, finished_requests):
+    """Keyset batching must neither skip nor repeat an event at a batch boundary."""
+    end = _verify(client)["to_seq"]
+    session = new_session()
+    try:
+        reports = [verify_chain(session, to_seq=end, batch_size=size).model_dump() for size in (1, 7, end)]
+    finally:
+        session.close()
+    assert reports == [_verify(client, to_seq=end)] * 3 and reports[0]["checked"] == end
+    exports = ["".join(stream_export("jsonl", from_seq=2, to_seq=end, batch_size=size)) for size in (1, 7, end)]
+    assert len(set(exports)) == 1 and len(exports[0].splitlines()) == end - 1
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/audit-events/export", {"format": "xml"}),
+        ("/v1/audit-events/export", {"from_seq": 0}),
+        ("/v1/audit-events/export", {"from_seq": 5, "to_seq": 4}),
+        ("/v1/audit-events/verify", {"to_seq": "last"}),
+        ("/v1/audit-events/verify", {"from_seq": 5, "to_seq": 4}),
+    ],
+)
+def test_bad_parameters_get_a_problem(client, path, params):
+    body = assert_problem(client.get(path, params=params), 422, "validation-error")
+    assert body["detail"]
