@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from app.audit import export, repository, verification
@@ -16,27 +16,42 @@ from app.core.pagination import Page, PageSize, PageToken, decode_token, page_of
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
 
 
+class EventFilter:
+    """The filters the search and the export share (query parameters)."""
+
+    def __init__(
+        self,
+        model_id: uuid.UUID | None = None,
+        forget_request_id: uuid.UUID | None = None,
+        job_id: uuid.UUID | None = None,
+        action: Annotated[str | None, Query(max_length=100)] = None,
+        since: Annotated[datetime | None, Query(description="Inclusive lower bound on occurred_at.")] = None,
+        until: Annotated[datetime | None, Query(description="Exclusive upper bound on occurred_at.")] = None,
+    ):
+        self.values = {
+            "model_id": model_id,
+            "forget_request_id": forget_request_id,
+            "job_id": job_id,
+            "action": action,
+            "since": since,
+            "until": until,
+        }
+
+
+Filters = Annotated[EventFilter, Depends()]
+
+
 @router.get("", response_model=Page[AuditEventOut], summary="Search the audit trail (oldest first)")
 def list_audit_events(
     db: SessionDep,
-    model_id: uuid.UUID | None = None,
-    forget_request_id: uuid.UUID | None = None,
-    job_id: uuid.UUID | None = None,
-    action: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive lower bound on occurred_at.")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive upper bound on occurred_at.")] = None,
+    filters: Filters,
     page_size: PageSize = 50,
     page_token: PageToken = None,
 ):
     cursor = decode_token(page_token)
     rows = repository.search(
         db,
-        model_id=model_id,
-        forget_request_id=forget_request_id,
-        job_id=job_id,
-        action=action,
-        since=since,
-        until=until,
+        **filters.values,
         after_seq=cursor[0] if cursor else None,
         limit=page_size + 1,
     )
@@ -68,13 +83,8 @@ def verify_audit_chain(
     summary="Export the audit trail as JSON Lines or CSV (streamed)",
 )
 def export_audit_events(
+    filters: Filters,
     fmt: Annotated[ExportFormat, Query(alias="format", description="jsonl or csv.")] = "jsonl",
-    model_id: uuid.UUID | None = None,
-    forget_request_id: uuid.UUID | None = None,
-    job_id: uuid.UUID | None = None,
-    action: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive lower bound on occurred_at.")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive upper bound on occurred_at.")] = None,
     from_seq: FromSeq = None,
     to_seq: ToSeq = None,
 ):
@@ -82,12 +92,7 @@ def export_audit_events(
     verification.check_seq_range(from_seq, to_seq)
     body = export.stream_export(
         fmt,
-        model_id=model_id,
-        forget_request_id=forget_request_id,
-        job_id=job_id,
-        action=action,
-        since=since,
-        until=until,
+        **filters.values,
         from_seq=from_seq,
         to_seq=to_seq,
     )
