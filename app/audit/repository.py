@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, text
@@ -91,3 +92,20 @@ def end_read(db: Session) -> None:
     """
     db.expunge_all()
     db.rollback()
+
+
+def latest_event_of_job(
+    db: Session, *, forget_request_id: uuid.UUID, job_id: uuid.UUID, actions: Sequence[str]
+) -> AuditEvent | None:
+    """The newest of these actions recorded for this request and job (uses
+    ix_audit_events_forget_request_id_seq: a request has a handful of events)."""
+    return db.scalar(
+        select(AuditEvent)
+        .where(
+            AuditEvent.forget_request_id == forget_request_id,
+            AuditEvent.job_id == job_id,
+            AuditEvent.action.in_(actions),
+        )
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    )

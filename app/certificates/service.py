@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.certificates import repository
+from app.audit import repository as audit_repo
 from app.certificates.code_version import code_version
 from app.certificates.keys import signing_key
 from app.certificates.offline import ALG, CERTIFICATE_TYPE, b64url_encode, signing_input
@@ -51,7 +51,7 @@ def issue(db: Session, forget_request_id: uuid.UUID) -> dict[str, Any]:
     job = next((j for j in reversed(jobs_repo.jobs_of_request(db, fr.id)) if j.state == SUCCEEDED), None)
     if job is None:
         raise _not_available(fr, "has no succeeded job")
-    anchor = repository.latest_event(db, forget_request_id=fr.id, job_id=job.id, actions=ANCHOR_ACTIONS)
+    anchor = audit_repo.latest_event_of_job(db, forget_request_id=fr.id, job_id=job.id, actions=ANCHOR_ACTIONS)
     if anchor is None:
         raise _not_available(fr, "has no audit event recording its job's success")
     model = models_repo.get(db, job.model_id)

@@ -1,7 +1,6 @@
 """How a job ends well: one transaction makes the new version visible, moves the model's head,
 retires the versions that still hold the erased samples, tombstones those samples and records it
-all. Called by the worker once the checkpoint file
-is complete in the artifact store."""
+all. Called by the worker once the checkpoint file is complete in the artifact store."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from app.datasets.tables import Dataset
 from app.db.types import utcnow
 from app.jobs import service as jobs
 from app.jobs.tables import Job
-from app.models import repository
+from app.models import repository, retention
 from app.models.schemas import ModelSpec
 from app.models.tables import Model, ModelVersion
 from app.models.weights import check_against, tensor_shapes
@@ -178,7 +178,7 @@ def add_version(
 def version_for_download(db: Session, model_id: uuid.UUID, version: int, *, actor: str) -> ModelVersion:
     """The version whose checkpoint may be served, its download recorded; 410 once it is retired."""
     found = get_version(db, model_id, version)
-    if found.state == "RETIRED":
+    if found.state == retention.RETIRED:
         raise Gone(
             f"version {version} of model {model_id} was retired at {found.retired_at.isoformat()} by erasure job "
             f"{found.retired_by_job_id}: it still held erased samples"
