@@ -1,5 +1,5 @@
-"""``unlearnd <command>``: run the embedded service, the API alone, migrations, a reconcile pass, or
-check a deletion certificate offline."""
+"""``unlearnd <command>``: run the embedded service, the API alone, migrations, a reconcile pass,
+bootstrap an API key, or check a deletion certificate offline."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> None:
     api.add_argument("--workers", type=int, default=1)
     sub.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
     sub.add_parser("reconcile", help="one reconciler pass: re-send stuck QUEUED jobs, take back lost ones")
+    boot = sub.add_parser("bootstrap-admin", help="create a tenant's first admin API key and print it (once)")
+    boot.add_argument("--tenant", default="default", help="the tenant the key belongs to (default: default)")
+    boot.add_argument("--name", default="bootstrap-admin", help="a name to recognise the key by")
+    boot.add_argument("--force", action="store_true", help="even if the tenant already has an active admin key")
     cert = sub.add_parser("verify-certificate", help="check a deletion certificate's signature, offline")
     cert.add_argument("certificate", help="the JSON answer of GET /v1/forget-requests/{id}/certificate")
     cert.add_argument("--public-key", required=True, help="a PEM file, or the base64url key from GET /v1/keys")
@@ -42,12 +46,38 @@ def main(argv: list[str] | None = None) -> None:
             report = reconcile(db)
             commit(db)
         print(json.dumps(report))
+    elif args.command == "bootstrap-admin":
+        _bootstrap_admin(args.tenant, args.name, args.force)
     elif args.command == "verify-certificate":
         from app.certificates.offline import verify_file
 
         result = verify_file(args.certificate, args.public_key)
         print("valid" if result.ok else f"INVALID: {result.reason}")
         raise SystemExit(0 if result.ok else 1)
+
+
+def _bootstrap_admin(tenant: str, name: str, force: bool) -> None:
+    """Prints only the secret on stdout (so a script can capture it); what it is goes to stderr."""
+    import sys
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from app.auth import service as auth
+    from app.auth.schemas import TenantId
+    from app.db import commit, session_scope
+
+    try:
+        TypeAdapter(TenantId).validate_python(tenant)
+    except ValidationError:
+        raise SystemExit(f"invalid tenant {tenant!r}: lowercase letters, digits, - and _, at most 64") from None
+    with session_scope() as db:
+        try:
+            key, secret = auth.bootstrap_admin(db, tenant_id=tenant, name=name, force=force)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        commit(db)
+    print(f"admin API key {key.id} for tenant {tenant!r} (shown once; store it now):", file=sys.stderr)
+    print(secret)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 
 from app.audit.router import router as audit_router
+from app.auth.router import router as auth_router
 from app.certificates.router import router as certificates_router
-from app.core import handlers
+from app.core import handlers, openapi
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.errors import PROBLEM_TYPES, NotFound
 from app.core.server_timing import ServerTimingMiddleware
@@ -17,25 +16,30 @@ from app.forget_requests.router import router as forget_requests_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.models.router import router as models_router
+from app.observability import api as observability
 from app.settings import get_settings
 
 DESCRIPTION = """unlearnd makes trained models forget.
 
-Register a dataset and a model, POST a forget request (sample IDs or class labels), poll it, download
-the unlearned checkpoint, and read the audit trail. Errors are RFC 9457 problem+json; their `type`
+Every /v1 call but `GET /v1/keys` needs an API key (`Authorization: Bearer unl_...`) with the scope
+the operation names; a key sees only its tenant's data. Register a dataset and a model, POST a
+forget request (sample IDs or class labels), poll it, download the unlearned checkpoint, and read
+the audit trail. Errors are RFC 9457 problem+json; their `type`
 links to `/problems/<slug>`.
 """
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    observability.configure_logging(settings)
     app = FastAPI(title="unlearnd", version="0.1.0", description=DESCRIPTION)
     handlers.install(app)
+    openapi.install(app)  # errors documented as problem+json
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    observability.install(app)  # request ids, access log, /metrics, /v1/workers
     app.add_middleware(ServerTimingMiddleware)  # outermost: times everything the app does
     routers = (health_router, datasets_router, models_router, forget_requests_router, jobs_router, audit_router)
-    for router in (*routers, certificates_router):
+    for router in (*routers, certificates_router, auth_router):
         app.include_router(router)
 
     @app.get("/problems/{slug}", tags=["health"], summary="What a problem type means")

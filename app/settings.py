@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     job_lease_seconds: int = Field(120, ge=5)
     # A recycled child re-imports torch (seconds): recycle rarely, for GPU memory fragmentation.
     worker_max_tasks_per_child: int = Field(200, ge=1)
+    # Each worker writes a heartbeat this often (and at once when its job changes); it lives 3x as
+    # long. A running job whose worker's heartbeat is gone is taken back by the reconciler.
+    worker_heartbeat_interval_s: float = Field(10.0, ge=1, le=300)
     # Celery's Redis visibility timeout: must exceed the longest job, or Redis redelivers it.
     broker_visibility_timeout_s: int = Field(6 * 3600, ge=60)
     # Reconciler: re-enqueue jobs QUEUED for longer than this; how often beat runs it.
@@ -40,16 +43,24 @@ class Settings(BaseSettings):
     reconcile_interval_s: int = Field(30, ge=1)
     # Per-batch records are flushed (and cancellation checked) at least this often.
     batch_flush_interval_s: float = Field(0.5, gt=0, le=30)
+    # A worker retries a job's state writes (progress, verifying, the final transaction) this long
+    # while the database is unreachable, before giving the job up to the reconciler.
+    worker_db_retry_s: float = Field(120.0, ge=0)
     # Evaluation: retain accuracy is measured on at most this many retain rows (seeded sample).
     eval_retain_max_rows: int = Field(10_000, ge=100)
 
     # Requests
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     max_ids_per_request: int = Field(100_000, ge=1)
+    # Requests for a model that arrive while its queued job has not started join that job (one run
+    # for all of them); at most this many requests per job. 0 turns coalescing off.
+    coalesce_max_requests: int = Field(1000, ge=0)
     request_due_days: int = Field(30, ge=1)
     # how long a version retired by an erasure keeps its file before the purge deletes it (0: at once)
     retired_version_grace_s: int = Field(0, ge=0)
     subject_hmac_key: str = DEV_SUBJECT_KEY
+    # how long an API process remembers a key lookup (a revoked key works elsewhere at most this long)
+    api_key_cache_s: float = Field(2.0, ge=0, le=60)
     # Ed25519 key (PKCS8 PEM) that signs deletion certificates; generated there (0600) if missing.
     signing_key_file: Path = Path("var/signing-key.pem")
 
@@ -58,6 +69,8 @@ class Settings(BaseSettings):
     port: int = 8000
     demo: bool = True
     log_level: str = "INFO"
+    # text for a terminal; json (one object per line, with request/job ids) for log shippers
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def is_sqlite(self) -> bool:

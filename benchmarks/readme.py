@@ -113,9 +113,37 @@ def service_section(path: Path) -> list[str]:
     return lines
 
 
+def coalescing_section(path: Path) -> list[str]:
+    data = json.loads(path.read_text())
+    m, runs = data["machine"], {r["coalescing"]: r for r in data["runs"]}
+    on, off = runs[True], runs[False]
+    return [
+        f"Coalescing benchmark (`python -m benchmarks.coalescing`, [details](benchmarks/results/coalescing.md)): "
+        f"{data['requests']} single-sample `{data['method']['method']}` requests for one model sent at once, "
+        f"after one request alone; {m['cpu']}, {m['cores']} cores.",
+        "",
+        "| coalescing | one request (s) | all requests done (s) | jobs run | ratio to one | test acc | forgot acc |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {'on' if r['coalescing'] else 'off'} | {r['single_request_s']} | {r['total_s']} | {r['jobs_run']} | "
+            f"{r['ratio_to_single']}x | {r['test_accuracy']:.3f} | {r['forgotten_accuracy']:.3f} |"
+            for r in (on, off)
+        ),
+        "",
+        f"Target (coalesced burst within 3x of one request's job): "
+        f"{'met' if on['ratio_to_single'] <= 3 else 'missed'} ({on['ratio_to_single']}x; "
+        f"{off['ratio_to_single']}x without coalescing).",
+    ]
+
+
 def section() -> str:
     lines = [START, ""]
-    for name, make in (("forgetting-mnist.json", forgetting_section), ("service.json", service_section)):
+    parts = (
+        ("forgetting-mnist.json", forgetting_section),
+        ("service.json", service_section),
+        ("coalescing.json", coalescing_section),
+    )
+    for name, make in parts:
         path = RESULTS / name
         lines += make(path) if path.exists() else [f"(`{name}` has not been produced yet.)"]
         lines.append("")

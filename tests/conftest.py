@@ -16,6 +16,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.helpers import bearer, new_api_key
 from tests.processes import Process, start_api, start_worker
 from tests.services import (
     PG_HOST,
@@ -45,6 +46,7 @@ def _settings_env(tmp: Path, database_url: str, queue: str) -> dict[str, str]:
         "UNLEARND_JOB_LEASE_SECONDS": "15",
         "UNLEARND_RECONCILE_QUEUED_AFTER_S": "1",
         "UNLEARND_LOG_LEVEL": "INFO",
+        "UNLEARND_LOG_FORMAT": "json",  # test_operations reads the API and worker logs as JSON lines
     }
 
 
@@ -113,8 +115,14 @@ def api_url(stack_env, worker, tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def client(api_url) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=60) as c:
+def admin_key(stack_env) -> str:
+    """An admin key of the default tenant: what the `client` fixture sends."""
+    return new_api_key("default", ["admin"], name="tests-admin")
+
+
+@pytest.fixture(scope="session")
+def client(api_url, admin_key) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=60, headers=bearer(admin_key)) as c:
         yield c
 
 

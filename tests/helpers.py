@@ -16,6 +16,21 @@ FAST_ARCH = {"architecture": "cnn_small", "config": {"channels": [8, 16], "hidde
 FAST_RECIPE = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "epochs": 8, "batch_size": 64, "seed": 0}
 
 
+def new_api_key(tenant_id: str, scopes: list[str], name: str = "tests") -> str:
+    """A key made the way an operator's CLI makes one (straight into the test database)."""
+    from app.auth import service
+    from app.db import commit, session_scope
+
+    with session_scope() as db:
+        _, secret = service.create_key(db, tenant_id=tenant_id, name=name, scopes=scopes, actor="cli")
+        commit(db)
+    return secret
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def wait_for(client: httpx.Client, path: str, done: Callable[[dict], bool], timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     body: dict = {}

@@ -6,8 +6,21 @@ CUDA (forked children would inherit a broken CUDA context); the task bodies impo
 
 from __future__ import annotations
 
+from celery.signals import setup_logging
+
+from app.observability.logs import configure_logging
 from app.queue import celery_app
+from app.settings import get_settings
+from workers.heartbeat import WorkerHeartbeat
 
 app = celery_app()
 app.conf.include = ["workers.tasks"]
+app.steps["worker"].add(WorkerHeartbeat)
 import workers.tasks  # noqa: E402,F401  (registers the tasks)
+
+
+@setup_logging.connect
+def _configure_logging(**_kwargs) -> None:
+    """Celery's own setup is skipped when a receiver answers: the worker and beat log in the same
+    format as the API (``UNLEARND_LOG_FORMAT``); pool children inherit it when forked."""
+    configure_logging(get_settings())

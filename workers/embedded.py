@@ -10,9 +10,11 @@ import threading
 import uvicorn
 from celery.worker import WorkController
 
+from app.core.tenancy import DEFAULT_TENANT
 from app.db import commit, session_scope
 from app.db.migrate import upgrade_to_head
 from app.main import create_app
+from app.observability.logs import configure_logging
 from app.queue import celery_app
 from app.settings import get_settings
 
@@ -65,10 +67,12 @@ def ensure_demo_model() -> str:
     from workers.engine.recipe import TrainingRecipe
 
     with session_scope() as db:
-        existing = models_repo.get_by_name(db, DEMO_MODEL)
+        existing = models_repo.get_by_name(db, DEFAULT_TENANT, DEMO_MODEL)
         if existing:
             return str(existing.id)
-        ds = datasets.register_builtin(db, builtin="digits", name="digits", actor="embedded-demo")
+        ds = datasets.register_builtin(
+            db, builtin="digits", name="digits", tenant_id=DEFAULT_TENANT, actor="embedded-demo"
+        )
         spec = ModelSpec(
             name=DEMO_MODEL,
             architecture="cnn_small",
@@ -76,30 +80,47 @@ def ensure_demo_model() -> str:
             dataset_id=ds.id,
             recipe=TrainingRecipe(optimizer="sgd", lr=0.05, momentum=0.9, epochs=10, batch_size=32, seed=0),
         )
-        model, _ = models.register_for_training(db, spec, actor="embedded-demo")
+        model, _ = models.register_for_training(db, spec, tenant_id=DEFAULT_TENANT, actor="embedded-demo")
         commit(db)
         return str(model.id)
+
+
+def demo_api_key() -> str:
+    """An admin key of the default tenant for the person trying the service: a new one per start
+    (the previous start's stops working), printed in the banner."""
+    from app.auth import service as auth
+
+    with session_scope() as db:
+        secret = auth.replace_named_key(
+            db, tenant_id=DEFAULT_TENANT, name="embedded-demo", scopes=["admin"], actor="embedded-demo"
+        )
+        commit(db)
+    return secret
 
 
 BANNER = """
 unlearnd (embedded) on http://{host}:{port}   OpenAPI: http://{host}:{port}/docs
 database {db}   artifacts {artifacts}
 
+API key (admin, tenant "default"; a new one each start):
+  export UNLEARND_KEY={api_key}
+
 Demo model {name} ({model_id}) trains on scikit-learn's digits in a few seconds. Then, for example:
-  curl -s http://{host}:{port}/v1/models/{model_id}
-  curl -s -X POST http://{host}:{port}/v1/forget-requests -H 'Content-Type: application/json' \\
-       -H 'Idempotency-Key: demo-1' \\
+  curl -s -H "Authorization: Bearer $UNLEARND_KEY" http://{host}:{port}/v1/models/{model_id}
+  curl -s -X POST http://{host}:{port}/v1/forget-requests -H "Authorization: Bearer $UNLEARND_KEY" \\
+       -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\
        -d '{{"request_id": "demo-1", "model_id": "{model_id}", "scope": {{"class_labels": [3]}}, "method": "retrain"}}'
 """
 
 
 def run_embedded() -> None:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     upgrade_to_head()
     start_worker_thread()
     start_reconciler_thread()
     model_id = ensure_demo_model() if settings.demo else "(demo off)"
+    api_key = demo_api_key()
     print(
         BANNER.format(
             host=settings.host,
@@ -108,7 +129,17 @@ def run_embedded() -> None:
             artifacts=settings.artifact_dir.resolve(),
             name=DEMO_MODEL,
             model_id=model_id,
+            api_key=api_key,
         ),
         flush=True,
     )
-    uvicorn.run(create_app(), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    # log_config=None: keep our log setup (uvicorn would install its own); the request-id middleware
+    # writes the access lines
+    uvicorn.run(
+        create_app(),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=False,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from app.observability import context as log_context
 from app.queue import RECONCILE, RUN_JOB, celery_app
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,8 @@ def run_job(self, job_id: str) -> str:
     from app.jobs.service import Claim
     from workers.runner import execute_job  # torch is imported here, in the pool child only
 
-    outcome = execute_job(job_id, worker=self.request.hostname or "worker")
+    with log_context.bound(job_id=job_id):  # every log line of this job carries its id
+        outcome = execute_job(job_id, worker=self.request.hostname or "worker")
     if outcome is Claim.DEFER:
         raise self.retry(countdown=DEFER_SECONDS)
     return outcome.value
@@ -26,11 +28,15 @@ def run_job(self, job_id: str) -> str:
 def reconcile() -> dict[str, int]:
     from app.db import commit, session_scope
     from app.jobs.service import reconcile as reconcile_jobs
-    from workers.housekeeping import purge_retired_versions
+    from workers.housekeeping import purge_retired_versions, purge_update_logs
 
     with session_scope() as db:
         report = reconcile_jobs(db)
         commit(db)
     if any(report.values()):
         log.info("reconciled jobs: %s", report)
-    return {**report, "versions_purged": purge_retired_versions("reconciler")}
+    return {
+        **report,
+        "versions_purged": purge_retired_versions("reconciler"),
+        "update_log_purges": purge_update_logs("reconciler"),
+    }

@@ -28,6 +28,7 @@ MEDIA_TYPES: dict[str, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv
 COLUMNS = (
     "seq",
     "occurred_at",
+    "tenant_id",
     "actor",
     "action",
     "entity_type",
@@ -49,6 +50,7 @@ def export_record(event: AuditEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
         "occurred_at": event.occurred_at.isoformat(),  # the exact string the hash covers
+        "tenant_id": event.tenant_id,  # covered by the hash when not null
         "actor": event.actor,
         "action": event.action,
         "entity_type": event.entity_type,
@@ -82,6 +84,7 @@ def csv_row(event: AuditEvent) -> list[Any]:
 def stream_export(
     fmt: ExportFormat,
     *,
+    tenant_id: str,
     model_id: uuid.UUID | None = None,
     forget_request_id: uuid.UUID | None = None,
     job_id: uuid.UUID | None = None,
@@ -93,7 +96,9 @@ def stream_export(
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[str]:
     """The export body, chunk by chunk; the session lives exactly as long as the stream."""
-    filters = dict(model_id=model_id, forget_request_id=forget_request_id, job_id=job_id, action=action)
+    filters = dict(
+        tenant_id=tenant_id, model_id=model_id, forget_request_id=forget_request_id, job_id=job_id, action=action
+    )
     filters.update(since=since, until=until)
     db = new_read_session()
     try:

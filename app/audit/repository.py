@@ -4,10 +4,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from app.audit.tables import AuditEvent
+from app.core.tenancy import DEFAULT_TENANT
 
 # Any constant works: it names the one lock every audit writer takes (see lock_chain).
 _CHAIN_LOCK_KEY = 0x756E6C6561726E  # "unlearn"
@@ -33,9 +34,17 @@ def add_all(db: Session, events: list[AuditEvent]) -> None:
     db.flush()
 
 
+def tenant_clause(tenant_id: str):
+    """A tenant's events; events from before tenants existed (NULL) are the default tenant's."""
+    if tenant_id == DEFAULT_TENANT:
+        return or_(AuditEvent.tenant_id == tenant_id, AuditEvent.tenant_id.is_(None))
+    return AuditEvent.tenant_id == tenant_id
+
+
 def search(
     db: Session,
     *,
+    tenant_id: str,
     model_id: uuid.UUID | None,
     forget_request_id: uuid.UUID | None,
     job_id: uuid.UUID | None,
@@ -46,7 +55,7 @@ def search(
     limit: int,
     up_to_seq: int | None = None,
 ) -> list[AuditEvent]:
-    q = select(AuditEvent).order_by(AuditEvent.seq).limit(limit)
+    q = select(AuditEvent).where(tenant_clause(tenant_id)).order_by(AuditEvent.seq).limit(limit)
     if model_id:
         q = q.where(AuditEvent.model_id == model_id)
     if forget_request_id:

@@ -12,6 +12,7 @@ class AuditEventOut(BaseModel):
 
     seq: int
     occurred_at: datetime
+    tenant_id: str | None = Field(description="The tenant; null on events from before tenants existed.")
     actor: str
     action: str
     entity_type: str

@@ -25,8 +25,12 @@ def _opt(value: uuid.UUID | None) -> str | None:
 
 
 def chained_body(event: AuditEvent) -> dict[str, Any]:
-    """The exact fields the hash covers (a verifier recomputes it from a row)."""
-    return {
+    """The exact fields the hash covers (a verifier recomputes it from a row).
+
+    The tenant is covered from migration 0005 on; events written before it have none, and their
+    hash, computed without one, must still verify.
+    """
+    body = {
         "seq": event.seq,
         "occurred_at": event.occurred_at.isoformat(),
         "actor": event.actor,
@@ -37,6 +41,9 @@ def chained_body(event: AuditEvent) -> dict[str, Any]:
         "job_id": _opt(event.job_id),
         "payload": event.payload,
     }
+    if event.tenant_id is not None:
+        body["tenant_id"] = event.tenant_id
+    return body
 
 
 def event_hash(prev_hash: str, event: AuditEvent) -> str:
@@ -48,6 +55,7 @@ def record(
     *,
     action: str,
     actor: str,
+    tenant_id: str,
     entity_type: str,
     entity_id: uuid.UUID | str,
     model_id: uuid.UUID | None = None,
@@ -65,6 +73,7 @@ def record(
     db.info.setdefault(_PENDING, []).append(
         {
             "actor": actor,
+            "tenant_id": tenant_id,
             "action": action,
             "entity_type": entity_type,
             "entity_id": str(entity_id),

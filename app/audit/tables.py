@@ -20,10 +20,13 @@ class AuditEvent(Base):
         Index("ix_audit_events_job_id_seq", "job_id", "seq"),
         Index("ix_audit_events_action_seq", "action", "seq"),
         Index("ix_audit_events_occurred_at", "occurred_at"),
+        Index("ix_audit_events_tenant_id_seq", "tenant_id", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # NULL only on events written before tenants existed (migration 0005): the default tenant's
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100))
     entity_type: Mapped[str] = mapped_column(String(50))

@@ -4,6 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
+from app.auth.deps import RequestsReader
 from app.certificates import service
 from app.certificates.schemas import KeysOut, SignedCertificateOut
 from app.core.hashing import canonical_json
@@ -27,5 +28,5 @@ def list_keys():  # sync: the first call in a process reads (or creates) the key
     response_model=SignedCertificateOut,
     summary="Signed deletion certificate of a SUCCEEDED request (verify offline with GET /v1/keys)",
 )
-async def get_certificate(forget_request_id: uuid.UUID):
-    return _canonical(await in_session(lambda db: service.issue(db, forget_request_id)))
+async def get_certificate(caller: RequestsReader, forget_request_id: uuid.UUID):
+    return _canonical(await in_session(lambda db: service.issue(db, forget_request_id, tenant_id=caller.tenant_id)))

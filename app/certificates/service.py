@@ -43,9 +43,9 @@ def _not_available(fr: ForgetRequest, why: str) -> Conflict:
     )
 
 
-def issue(db: Session, forget_request_id: uuid.UUID) -> dict[str, Any]:
+def issue(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> dict[str, Any]:
     """The signed certificate of a SUCCEEDED request: ``{"certificate": ..., "signature": ...}``."""
-    fr = forget_requests.get_request(db, forget_request_id)
+    fr = forget_requests.get_request(db, forget_request_id, tenant_id=tenant_id)
     if fr.state != SUCCEEDED:
         raise _not_available(fr, f"is {fr.state}; a certificate is issued once it has SUCCEEDED")
     job = next((j for j in reversed(jobs_repo.jobs_of_request(db, fr.id)) if j.state == SUCCEEDED), None)

@@ -30,6 +30,8 @@ PROBLEM_TYPES: dict[str, str] = {
     "model-not-ready": "The model has no trained version to unlearn from.",
     "job-not-cancellable": "The job has already finished or is verifying its result.",
     "payload-too-large": "The request body or upload is over the configured limit.",
+    "unstorable-value": "A value in the request passed validation but the database refused it (for example "
+    "a number out of its column's range); change the value. Nothing was stored.",
     "version-retired": "This model version still held samples that an erasure removed, so it was retired "
     "and its checkpoint is no longer served (its file is purged); use the model's head version.",
     "version-unavailable": "This model version's checkpoint is not available for download.",
@@ -37,6 +39,11 @@ PROBLEM_TYPES: dict[str, str] = {
     "certificate-not-available": "A deletion certificate exists only for a SUCCEEDED forget request; "
     "`state` is the request's state now.",
     "artifact-missing": "A stored file this resource needs is missing from the artifact store.",
+    "artifact-store-write-failed": "The artifact store refused a write (for example its disk is full); the job "
+    "stored no version. Submit it again once the store has room.",
+    "unauthenticated": "No valid API key: send `Authorization: Bearer <key>` with a key that exists and "
+    "is not revoked.",
+    "insufficient-scope": "The API key is valid but lacks a scope this operation needs; `required_scopes` names them.",
     "service-unavailable": "A backing service (database, broker) is not reachable; retry later.",
     "internal-error": "An unexpected server error; the log has the details under `trace_id`.",
 }
@@ -53,6 +60,7 @@ class ProblemError(Exception):
         self.title = title
         self.detail = detail
         self.extensions = extensions
+        self.headers: dict[str, str] | None = None  # e.g. WWW-Authenticate on a 401
 
     def to_dict(self, instance: str | None = None) -> dict[str, Any]:
         return problem_body(self.status, self.slug, self.title, self.detail, instance, **self.extensions)

@@ -45,6 +45,17 @@ def decode_token(token: str | None) -> list[Any] | None:
     return key
 
 
+def decode_int_token(token: str | None, length: int, maximum: int) -> list[int] | None:
+    """For lists ordered by integers (seq, version, attempt and step): ``length`` of them, each in
+    0..``maximum`` (the column's range), so a forged token is a 422 and never reaches SQL."""
+    key = decode_token(token)
+    if key is None:
+        return None
+    if len(key) != length or not all(type(k) is int and 0 <= k <= maximum for k in key):
+        raise Invalid("page_token is not a token this API issued.", title="Invalid page token")
+    return key
+
+
 def page_of(rows: list[Any], page_size: int, key: Any, convert: Any) -> Page:
     """Build a page from up to ``page_size + 1`` fetched rows; the extra row only says "more"."""
     more = len(rows) > page_size

@@ -34,8 +34,8 @@ def add(db: Session, dataset: Dataset, ids: np.ndarray, labels: np.ndarray, spli
         db.execute(insert(DatasetSample), rows)
 
 
-def list_datasets(db: Session, *, after: uuid.UUID | None, limit: int) -> list[Dataset]:
-    q = select(Dataset).order_by(Dataset.id).limit(limit)
+def list_datasets(db: Session, *, tenant_id: str, after: uuid.UUID | None, limit: int) -> list[Dataset]:
+    q = select(Dataset).where(Dataset.tenant_id == tenant_id).order_by(Dataset.id).limit(limit)
     if after:
         q = q.where(Dataset.id > after)
     return list(db.scalars(q))
@@ -57,6 +57,14 @@ def erased_rows(db: Session, dataset_id: uuid.UUID) -> list[int]:
     q = select(DatasetSample.row_index).where(
         DatasetSample.dataset_id == dataset_id, DatasetSample.erased_at.is_not(None)
     )
+    return list(db.scalars(q))
+
+
+def tombstoned_since(db: Session, dataset_id: uuid.UUID, since: datetime | None) -> list[DatasetSample]:
+    """The dataset's tombstoned rows, only those tombstoned after ``since`` when it is given."""
+    q = select(DatasetSample).where(DatasetSample.dataset_id == dataset_id, DatasetSample.erased_at.is_not(None))
+    if since is not None:
+        q = q.where(DatasetSample.erased_at > since)
     return list(db.scalars(q))
 
 

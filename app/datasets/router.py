@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
+from app.auth.deps import ModelsReader, ModelsWriter
 from app.core.deps import SessionDep
 from app.core.errors import Invalid
 from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_page
@@ -24,6 +25,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 )
 def create_dataset(
     db: SessionDep,
+    caller: ModelsWriter,
     response: Response,
     file: Annotated[UploadFile | None, File(description="An .npz with arrays ids, x, y and optional split.")] = None,
     name: Annotated[SafeName | None, Form(description="A name for the dataset.")] = None,
@@ -35,20 +37,22 @@ def create_dataset(
         if name is None:
             raise Invalid("`name` is required with an uploaded file")
         data = file.file.read()  # size already bounded by BodySizeLimitMiddleware
-        ds = service.register_upload(db, name=name, data=data, actor="api")
+        ds = service.register_upload(db, name=name, data=data, tenant_id=caller.tenant_id, actor=caller.actor)
     else:
-        ds = service.register_builtin(db, builtin=builtin, name=name, actor="api")
+        ds = service.register_builtin(db, builtin=builtin, name=name, tenant_id=caller.tenant_id, actor=caller.actor)
     commit(db)
     response.headers["Location"] = f"/v1/datasets/{ds.id}"
     return ds
 
 
 @router.get("", response_model=Page[DatasetOut], summary="List datasets")
-def list_datasets(db: SessionDep, page_size: PageSize = 50, page_token: PageToken = None):
-    rows = repository.list_datasets(db, after=decode_id_token(page_token), limit=page_size + 1)
+def list_datasets(db: SessionDep, caller: ModelsReader, page_size: PageSize = 50, page_token: PageToken = None):
+    rows = repository.list_datasets(
+        db, tenant_id=caller.tenant_id, after=decode_id_token(page_token), limit=page_size + 1
+    )
     return id_page(rows, page_size, DatasetOut.model_validate)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset")
-def get_dataset(db: SessionDep, dataset_id: uuid.UUID):
-    return service.get_dataset(db, dataset_id)
+def get_dataset(db: SessionDep, caller: ModelsReader, dataset_id: uuid.UUID):
+    return service.get_dataset(db, dataset_id, tenant_id=caller.tenant_id)

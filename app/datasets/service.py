@@ -17,14 +17,15 @@ from app.storage import get_artifact_store
 from workers.engine.datasets import ArrayDataset, DatasetFormatError, parse_npz, to_npz_bytes, validate_arrays
 
 
-def get_dataset(db: Session, dataset_id: uuid.UUID) -> Dataset:
+def get_dataset(db: Session, dataset_id: uuid.UUID, *, tenant_id: str) -> Dataset:
+    """The dataset, if it is this tenant's: another tenant's is as absent as a missing one (404)."""
     ds = repository.get(db, dataset_id)
-    if ds is None:
+    if ds is None or ds.tenant_id != tenant_id:
         raise NotFound("dataset", dataset_id)
     return ds
 
 
-def register_upload(db: Session, *, name: str, data: bytes, actor: str) -> Dataset:
+def register_upload(db: Session, *, name: str, data: bytes, tenant_id: str, actor: str) -> Dataset:
     try:
         arrays = parse_npz(data)
     except DatasetFormatError as exc:
@@ -37,21 +38,22 @@ def register_upload(db: Session, *, name: str, data: bytes, actor: str) -> Datas
                 duplicate_count=exc.duplicate_count,
             ) from None
         raise Invalid(str(exc), slug="invalid-dataset", title="Invalid dataset file") from None
-    return _register(db, arrays, name=name, source="upload", actor=actor)
+    return _register(db, arrays, name=name, source="upload", tenant_id=tenant_id, actor=actor)
 
 
-def register_builtin(db: Session, *, builtin: str, name: str | None, actor: str) -> Dataset:
+def register_builtin(db: Session, *, builtin: str, name: str | None, tenant_id: str, actor: str) -> Dataset:
     if builtin not in BUILTIN:
         raise Invalid(f"unknown built-in dataset {builtin!r}; available: {', '.join(BUILTIN)}")
     arrays = validate_arrays(**digits_arrays())
-    return _register(db, arrays, name=name or builtin, source=f"builtin:{builtin}", actor=actor)
+    return _register(db, arrays, name=name or builtin, source=f"builtin:{builtin}", tenant_id=tenant_id, actor=actor)
 
 
-def _register(db: Session, arrays: ArrayDataset, *, name: str, source: str, actor: str) -> Dataset:
+def _register(db: Session, arrays: ArrayDataset, *, name: str, source: str, tenant_id: str, actor: str) -> Dataset:
     # Stored normalised (splits spelled out), so the worker reads exactly what was validated here.
     stored = get_artifact_store().put_bytes(to_npz_bytes(arrays), kind="datasets", suffix=".npz")
     ds = Dataset(
         id=uuid7(),
+        tenant_id=tenant_id,
         name=name,
         source=source,
         artifact_key=stored.key,
@@ -69,6 +71,7 @@ def _register(db: Session, arrays: ArrayDataset, *, name: str, source: str, acto
         db,
         action="dataset.registered",
         actor=actor,
+        tenant_id=tenant_id,
         entity_type="dataset",
         entity_id=ds.id,
         payload={

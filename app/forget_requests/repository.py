@@ -13,12 +13,18 @@ def get(db: Session, forget_request_id: uuid.UUID) -> ForgetRequest | None:
     return db.get(ForgetRequest, forget_request_id)
 
 
-def get_by_client_id(db: Session, request_id: str) -> ForgetRequest | None:
-    return db.scalar(select(ForgetRequest).where(ForgetRequest.request_id == request_id))
+def get_by_client_id(db: Session, tenant_id: str, request_id: str) -> ForgetRequest | None:
+    q = select(ForgetRequest).where(ForgetRequest.tenant_id == tenant_id, ForgetRequest.request_id == request_id)
+    return db.scalar(q)
 
 
 def add(db: Session, fr: ForgetRequest) -> None:
     db.add(fr)  # written by the next flush (jobs.create's), with the job that references it
+
+
+def succeeded_of_model(db: Session, model_id: uuid.UUID) -> list[ForgetRequest]:
+    q = select(ForgetRequest).where(ForgetRequest.model_id == model_id, ForgetRequest.state == "SUCCEEDED")
+    return list(db.scalars(q))
 
 
 def set_state(db: Session, ids: list[uuid.UUID], state: str, now: datetime) -> None:
@@ -34,6 +40,7 @@ def set_state(db: Session, ids: list[uuid.UUID], state: str, now: datetime) -> N
 def list_requests(
     db: Session,
     *,
+    tenant_id: str,
     model_id: uuid.UUID | None,
     state: str | None,
     overdue_at: datetime | None,
@@ -43,7 +50,7 @@ def list_requests(
 ) -> list[ForgetRequest]:
     """``overdue_at``: only requests past their deadline at that instant and not discharged;
     ``due_by``: only requests due at or before that instant."""
-    q = select(ForgetRequest).order_by(ForgetRequest.id).limit(limit)
+    q = select(ForgetRequest).where(ForgetRequest.tenant_id == tenant_id).order_by(ForgetRequest.id).limit(limit)
     if overdue_at:
         q = q.where(ForgetRequest.due_at < overdue_at, ForgetRequest.state.not_in(DISCHARGED_STATES))
     if due_by:
@@ -57,8 +64,8 @@ def list_requests(
     return list(db.scalars(q))
 
 
-def get_idempotency(db: Session, key: str) -> IdempotencyKey | None:
-    return db.get(IdempotencyKey, key)
+def get_idempotency(db: Session, tenant_id: str, key: str) -> IdempotencyKey | None:
+    return db.get(IdempotencyKey, (tenant_id, key))
 
 
 def idempotency_of_request(db: Session, forget_request_id: uuid.UUID) -> IdempotencyKey | None:

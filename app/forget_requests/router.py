@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import JSONResponse
 
+from app.auth.deps import RequestsReader, RequestsWriter
 from app.core.deps import SessionDep
 from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_page
 from app.core.threadpool import in_session, json_response
-from app.core.validation import ClientKey
+from app.core.validation import ClientKey, Instant
 from app.db import commit
 from app.db.types import utcnow
 from app.forget_requests import repository, service
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["forget requests"])
 
 
 @router.get("/methods", response_model=list[MethodOut], summary="Unlearning methods and their params")
-def list_methods():
+def list_methods(caller: RequestsReader):
     return [
         MethodOut(
             name=m.name,
@@ -42,13 +42,17 @@ def list_methods():
     summary="Ask for a model to forget samples or classes (202 + Location; poll it)",
 )
 async def create_forget_request(
+    caller: RequestsWriter,
     body: Annotated[ForgetRequestCreate, Body()],
     idempotency_key: Annotated[
         ClientKey | None, Header(description="Retries with the same key and body get the original answer.")
     ] = None,
 ):
     answer = await in_session(
-        lambda db: service.submit(db, body, idempotency_key=idempotency_key, actor="api"), write=True
+        lambda db: service.submit(
+            db, body, idempotency_key=idempotency_key, tenant_id=caller.tenant_id, actor=caller.actor
+        ),
+        write=True,
     )
     headers = {"Location": answer.location}
     if answer.replayed:
@@ -59,17 +63,19 @@ async def create_forget_request(
 @router.get("/forget-requests", response_model=Page[ForgetRequestOut], summary="List forget requests")
 def list_forget_requests(
     db: SessionDep,
+    caller: RequestsReader,
     model_id: uuid.UUID | None = None,
     state: JobState | None = None,
     overdue: Annotated[
         bool, Query(description="Only requests past their due_at that are neither SUCCEEDED nor CANCELLED.")
     ] = False,
-    due_before: Annotated[datetime | None, Query(description="Only requests due at or before this instant.")] = None,
+    due_before: Annotated[Instant | None, Query(description="Only requests due at or before this instant.")] = None,
     page_size: PageSize = 50,
     page_token: PageToken = None,
 ):
     rows = repository.list_requests(
         db,
+        tenant_id=caller.tenant_id,
         model_id=model_id,
         state=state,
         overdue_at=utcnow() if overdue else None,
@@ -83,8 +89,10 @@ def list_forget_requests(
 @router.get(
     "/forget-requests/{forget_request_id}", response_model=ForgetRequestOut, summary="One forget request, with its jobs"
 )
-async def get_forget_request(forget_request_id: uuid.UUID):
-    out = await in_session(lambda db: service.describe(db, service.get_request(db, forget_request_id)))
+async def get_forget_request(caller: RequestsReader, forget_request_id: uuid.UUID):
+    out = await in_session(
+        lambda db: service.describe(db, service.get_request(db, forget_request_id, tenant_id=caller.tenant_id))
+    )
     return json_response(out)
 
 
@@ -94,7 +102,7 @@ async def get_forget_request(forget_request_id: uuid.UUID):
     response_model=ForgetRequestOut,
     summary="Cancel the request's queued or running job",
 )
-def cancel_forget_request(db: SessionDep, forget_request_id: uuid.UUID):
-    fr = service.cancel(db, service.get_request(db, forget_request_id), actor="api")
+def cancel_forget_request(db: SessionDep, caller: RequestsWriter, forget_request_id: uuid.UUID):
+    fr = service.cancel(db, service.get_request(db, forget_request_id, tenant_id=caller.tenant_id), actor=caller.actor)
     commit(db)
     return service.describe(db, fr)

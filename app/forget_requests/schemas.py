@@ -7,13 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from app.core.validation import ClientKey
+from app.core.validation import ClientKey, PrintableText, SampleId
 from app.jobs.schemas import JobOut
 from workers.engine.methods import METHODS
-
-SampleId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class ForgetScope(BaseModel):
@@ -52,7 +50,7 @@ class ForgetRequestBase(BaseModel):
     model_id: uuid.UUID
     scope: ForgetScope
     regulation: Literal["gdpr", "ccpa", "other"] = "gdpr"
-    subject: str | None = Field(
+    subject: PrintableText | None = Field(
         None, min_length=1, max_length=500, description="Who asked (e.g. a user id). Stored only as a keyed HMAC."
     )
 

@@ -20,6 +20,7 @@ from app.db.types import utcnow
 from app.forget_requests import repository
 from app.forget_requests.schemas import ForgetRequestBase, ForgetRequestOut
 from app.forget_requests.tables import ForgetRequest, IdempotencyKey
+from app.jobs import coalescing
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
@@ -27,6 +28,7 @@ from app.jobs.states import TERMINAL
 from app.models import service as models
 from app.models.tables import Model
 from app.settings import get_settings
+from workers.engine import architectures
 from workers.engine.methods import METHODS, get_method
 
 
@@ -38,37 +40,41 @@ class Answer:
     replayed: bool = False
 
 
-def get_request(db: Session, forget_request_id: uuid.UUID) -> ForgetRequest:
+def get_request(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> ForgetRequest:
+    """The request, if it is this tenant's: another tenant's is as absent as a missing one (404)."""
     fr = repository.get(db, forget_request_id)
-    if fr is None:
+    if fr is None or fr.tenant_id != tenant_id:
         raise NotFound("forget request", forget_request_id)
     return fr
 
 
 def describe(db: Session, fr: ForgetRequest) -> ForgetRequestOut:
-    jobs_out = [JobOut.of(job, rids) for job, rids in jobs_repo.jobs_of_request_with_request_ids(db, fr.id)]
+    jobs_out = [JobOut.of(job, [fr.id], n) for job, n in jobs_repo.jobs_of_request_with_counts(db, fr.id)]
     return ForgetRequestOut.of(fr, jobs_out)
 
 
-def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None, actor: str) -> Answer:
+def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None, tenant_id: str, actor: str) -> Answer:
+    """Idempotency keys and client request_ids are the tenant's own: another tenant's never match."""
     body_sha = sha256_of_json(body.model_dump(mode="json"))
-    earlier = _earlier_answer(db, body, body_sha, idempotency_key)
+    earlier = _earlier_answer(db, body, body_sha, idempotency_key, tenant_id)
     if earlier:
         return earlier
     try:
-        return _accept(db, body, body_sha, idempotency_key, actor)
+        return _accept(db, body, body_sha, idempotency_key, tenant_id, actor)
     except IntegrityError:
         # A concurrent retry with the same key or request_id committed first: answer as it did.
         rollback(db)
-        earlier = _earlier_answer(db, body, body_sha, idempotency_key)
+        earlier = _earlier_answer(db, body, body_sha, idempotency_key, tenant_id)
         if earlier is None:
             raise
         return earlier
 
 
-def _earlier_answer(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None) -> Answer | None:
+def _earlier_answer(
+    db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str
+) -> Answer | None:
     if key:
-        row = repository.get_idempotency(db, key)
+        row = repository.get_idempotency(db, tenant_id, key)
         if row is not None:
             if row.body_sha256 != body_sha:
                 raise Invalid(
@@ -77,7 +83,7 @@ def _earlier_answer(db: Session, body: ForgetRequestBase, body_sha: str, key: st
                     title="Idempotency-Key reused",
                 )
             return Answer(row.status_code, row.response, row.location or "", replayed=True)
-    existing = repository.get_by_client_id(db, body.request_id)
+    existing = repository.get_by_client_id(db, tenant_id, body.request_id)
     if existing is None:
         return None
     if existing.body_sha256 != body_sha:
@@ -91,17 +97,19 @@ def _earlier_answer(db: Session, body: ForgetRequestBase, body_sha: str, key: st
     return Answer(row.status_code, row.response, row.location or "", replayed=True)
 
 
-def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, actor: str) -> Answer:
+def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str, actor: str) -> Answer:
     settings = get_settings()
-    model = models.get_model(db, body.model_id)
+    model = models.get_model(db, body.model_id, tenant_id=tenant_id)
     scope_type, values = body.scope.type, body.scope.values
     _check_scope(db, model, scope_type, values)
     method = get_method(body.method)
     _check_method(method, scope_type, model)
+    _check_layers(db, model, getattr(body.params, "layers", None))
 
     now = utcnow()
     fr = ForgetRequest(
         id=uuid7(),
+        tenant_id=tenant_id,
         request_id=body.request_id,
         model_id=model.id,
         regulation=body.regulation,
@@ -123,6 +131,7 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
         db,
         action="forget_request.received",
         actor=actor,
+        tenant_id=tenant_id,
         entity_type="forget_request",
         entity_id=fr.id,
         model_id=model.id,
@@ -139,15 +148,19 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
             "due_at": fr.due_at.isoformat(),
         },
     )
-    job = jobs.create(
-        db, kind="unlearn", model_id=model.id, method=fr.method, params=fr.params, request_ids=[fr.id], actor=actor
-    )
+    job = coalescing.join_queued(db, model=model, fr=fr, method=fr.method, params=fr.params, actor=actor)
+    served = jobs_repo.request_count(db, job.id) if job else 1
+    if job is None:
+        job = jobs.create(
+            db, kind="unlearn", model=model, method=fr.method, params=fr.params, request_ids=[fr.id], actor=actor
+        )
     location = f"/v1/forget-requests/{fr.id}"
     # Built from the rows just written (what describe() would read back), without reading them back.
-    answer = Answer(202, ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id])]).model_dump(mode="json"), location)
+    answer = Answer(202, ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id], served)]).model_dump(mode="json"), location)
     repository.add_idempotency(
         db,
         IdempotencyKey(
+            tenant_id=tenant_id,
             key=key or f"request_id:{body.request_id}",
             body_sha256=body_sha,
             status_code=answer.status,
@@ -161,7 +174,7 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
 
 
 def _check_scope(db: Session, model: Model, scope_type: str, values: list) -> None:
-    dataset = datasets.get_dataset(db, model.dataset_id)
+    dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
     if scope_type == "sample_ids":
         limit = get_settings().max_ids_per_request
         if len(values) > limit:
@@ -207,6 +220,24 @@ def _check_method(method, scope_type: str, model: Model) -> None:
         )
 
 
+def _check_layers(db: Session, model: Model, layers: list[str] | None) -> None:
+    """A method's ``layers`` must name layers of the model (else its job could only fail later)."""
+    if not layers:
+        return
+    dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
+    shapes = architectures.expected_tensors(
+        model.architecture, model.arch_config, tuple(dataset.input_shape), max(dataset.classes) + 1
+    )
+    unknown = [n for n in layers if not any(k == n or k.startswith(n + ".") for k in shapes)]
+    if unknown:
+        known = sorted({k.rsplit(".", 1)[0] for k in shapes})
+        raise Invalid(
+            f"params.layers names layers the model does not have: {unknown}; its layers: {known}",
+            title="Unknown layers",
+            unknown_layers=unknown,
+        )
+
+
 def cancel(db: Session, fr: ForgetRequest, *, actor: str) -> ForgetRequest:
     open_jobs = [j for j in jobs_repo.jobs_of_request(db, fr.id) if j.state not in TERMINAL]
     if not open_jobs:
@@ -217,6 +248,9 @@ def cancel(db: Session, fr: ForgetRequest, *, actor: str) -> ForgetRequest:
             state=fr.state,
         )
     for job in open_jobs:
-        jobs.request_cancel(db, job, actor=actor)
+        if jobs_repo.request_count(db, job.id) > 1:  # a coalesced job: the others still want it
+            coalescing.leave(db, job, fr, actor=actor)
+        else:
+            jobs.request_cancel(db, job, actor=actor)
     db.refresh(fr)
     return fr

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, one_of
@@ -23,10 +23,12 @@ class ForgetRequest(Base):
     __table_args__ = (
         CheckConstraint(one_of("state", STATES), name="state"),
         CheckConstraint(one_of("scope_type", SCOPE_TYPES), name="scope_type"),
+        UniqueConstraint("tenant_id", "request_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(200), unique=True)  # the client's own id
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    request_id: Mapped[str] = mapped_column(String(200))  # the client's own id, unique per tenant
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id"), index=True)
     regulation: Mapped[str] = mapped_column(String(20))
     subject_ref: Mapped[str | None] = mapped_column(String(64))  # keyed HMAC, never the raw identifier
@@ -48,6 +50,8 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
+    # per tenant: one tenant's key must never replay another tenant's answer
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     body_sha256: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)

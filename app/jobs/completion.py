@@ -15,7 +15,7 @@ from app.jobs import repository, service
 from app.jobs.states import SUCCEEDED
 from app.jobs.tables import Job
 from app.models import repository as models_repo
-from app.models import retention
+from app.models import residual, retention
 from app.models import service as models
 from app.storage import StoredArtifact
 from app.update_logs import service as update_logs
@@ -43,7 +43,7 @@ def succeed(
         return False
     models.add_version(
         db,
-        model_id=model.id,
+        model=model,
         version=version,
         parent=job.source_version,
         artifact=artifact,
@@ -65,7 +65,7 @@ def succeed(
             reason="retrained from scratch: the log no longer describes the model",
         )
     if job.kind == "unlearn":
-        retention.retire_earlier_versions(db, model_id=model.id, below=version, job_id=job.id, actor=actor)
+        retention.retire_earlier_versions(db, model=model, below=version, job_id=job.id, actor=actor)
         for rid in repository.request_ids_of(db, job.id):
             fr = requests_repo.get(db, rid)
             rows = datasets.erase(
@@ -75,6 +75,7 @@ def succeed(
                 db,
                 action="dataset.samples_erased",
                 actor=actor,
+                tenant_id=model.tenant_id,
                 entity_type="dataset",
                 entity_id=model.dataset_id,
                 model_id=model.id,
@@ -82,4 +83,5 @@ def succeed(
                 job_id=job.id,
                 payload={"rows_tombstoned": rows, "scope_type": fr.scope_type, "scope_sha256": fr.scope_sha256},
             )
+            residual.record_other_models_holding(db, model=model, forget_request_id=fr.id, job_id=job.id, actor=actor)
     return True

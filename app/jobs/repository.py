@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import delete, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.jobs.states import ACTIVE, QUEUED
@@ -32,6 +34,48 @@ def compare_and_set(db: Session, job_id: uuid.UUID, expected_state: str, values:
     return result.rowcount == 1
 
 
+def lock_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> list[Job]:
+    """The model's QUEUED unlearn jobs of this method, oldest first, locked until this transaction
+    ends: a worker's claim (an UPDATE of the row) waits for the submit joining the job to commit.
+
+    Submits for one model first take a lock of the model's queue (Postgres: an advisory lock on its
+    id, until commit): without it, concurrent submits that all look before any of them has committed
+    a new job each queue one of their own (a burst of 100 requests became 11 runs, not 2). Tried and
+    measured worse: joiners sharing the job's row lock (FOR SHARE) and taking the queue lock only
+    when nothing was joinable made the service benchmark's burst POST p99 4.9 s instead of 0.85 s
+    (the claim of a big job waits for every sharer, and submits pile up behind it).
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"queue:{model_id}"})
+    q = (
+        select(Job)
+        .where(Job.model_id == model_id, Job.kind == "unlearn", Job.state == QUEUED, Job.method == method)
+        .order_by(Job.id)
+        .with_for_update()
+    )
+    return list(db.scalars(q))
+
+
+def oldest_queued_of_model(db: Session, model_id: uuid.UUID) -> uuid.UUID | None:
+    q = select(Job.id).where(Job.model_id == model_id, Job.state == QUEUED).order_by(Job.id).limit(1)
+    return db.scalar(q)
+
+
+def lock_job(db: Session, job_id: uuid.UUID) -> Job:
+    return db.scalars(
+        select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+    ).one()
+
+
+def add_request(db: Session, job_id: uuid.UUID, forget_request_id: uuid.UUID) -> None:
+    db.add(JobRequest(job_id=job_id, forget_request_id=forget_request_id))
+    db.flush()
+
+
+def remove_request(db: Session, job_id: uuid.UUID, forget_request_id: uuid.UUID) -> None:
+    db.execute(delete(JobRequest).where(JobRequest.job_id == job_id, JobRequest.forget_request_id == forget_request_id))
+
+
 def request_ids_of(db: Session, job_id: uuid.UUID) -> list[uuid.UUID]:
     return list(db.scalars(select(JobRequest.forget_request_id).where(JobRequest.job_id == job_id)))
 
@@ -46,19 +90,27 @@ def jobs_of_request(db: Session, forget_request_id: uuid.UUID) -> list[Job]:
     return list(db.scalars(q))
 
 
-def jobs_of_request_with_request_ids(db: Session, forget_request_id: uuid.UUID) -> list[tuple[Job, list[uuid.UUID]]]:
-    """The request's jobs, each with every forget request it serves: one query (a poll's hot path)."""
-    mine = select(JobRequest.job_id).where(JobRequest.forget_request_id == forget_request_id)
-    rows = db.execute(
-        select(Job, JobRequest.forget_request_id)
-        .join(JobRequest, JobRequest.job_id == Job.id)
-        .where(Job.id.in_(mine))
-        .order_by(Job.id, JobRequest.forget_request_id)
+def jobs_of_request_with_counts(db: Session, forget_request_id: uuid.UUID) -> list[tuple[Job, int]]:
+    """The request's jobs, each with how many requests it serves: one query (a poll's hot path)."""
+    served = (
+        select(func.count()).select_from(JobRequest).where(JobRequest.job_id == Job.id).correlate(Job).scalar_subquery()
     )
-    grouped: dict[uuid.UUID, tuple[Job, list[uuid.UUID]]] = {}
-    for job, rid in rows:
-        grouped.setdefault(job.id, (job, []))[1].append(rid)
-    return list(grouped.values())
+    q = (
+        select(Job, served)
+        .join(JobRequest, JobRequest.job_id == Job.id)
+        .where(JobRequest.forget_request_id == forget_request_id)
+        .order_by(Job.id)
+    )
+    return [(job, count) for job, count in db.execute(q)]
+
+
+def request_count(db: Session, job_id: uuid.UUID) -> int:
+    return db.scalar(select(func.count()).select_from(JobRequest).where(JobRequest.job_id == job_id)) or 0
+
+
+def first_request_id(db: Session, job_id: uuid.UUID) -> uuid.UUID | None:
+    q = select(JobRequest.forget_request_id).where(JobRequest.job_id == job_id).limit(1)
+    return db.scalar(q)
 
 
 def model_has_active_job(db: Session, model_id: uuid.UUID, other_than: uuid.UUID) -> bool:
@@ -79,8 +131,11 @@ def lease_expired(db: Session, now: datetime, limit: int = 500) -> list[Job]:
 
 
 def add_batches(db: Session, rows: list[dict[str, Any]]) -> None:
+    """Rows already there are skipped: a flush whose commit went through but whose answer was lost
+    (the database restarted) is retried, and must not fail the job on its own rows."""
     if rows:
-        db.execute(insert(JobBatch), rows)
+        dialect_insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+        db.execute(dialect_insert(JobBatch).on_conflict_do_nothing(), rows)
 
 
 def list_batches(
@@ -96,9 +151,9 @@ def list_batches(
 
 
 def list_jobs(
-    db: Session, *, model_id: uuid.UUID | None, state: str | None, after: uuid.UUID | None, limit: int
+    db: Session, *, tenant_id: str, model_id: uuid.UUID | None, state: str | None, after: uuid.UUID | None, limit: int
 ) -> list[Job]:
-    q = select(Job)
+    q = select(Job).where(Job.tenant_id == tenant_id)
     if model_id:
         q = q.where(Job.model_id == model_id)
     if state:
@@ -124,3 +179,27 @@ def train_job_id(db: Session, model_id: uuid.UUID) -> uuid.UUID | None:
     return db.scalar(
         select(Job.id).where(Job.model_id == model_id, Job.kind == "train").order_by(Job.id.desc()).limit(1)
     )
+
+
+def tenants_of(db: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not job_ids:
+        return {}
+    return dict(db.execute(select(Job.id, Job.tenant_id).where(Job.id.in_(job_ids))).tuples().all())
+
+
+def last_from_scratch_start(db: Session, model_id: uuid.UUID) -> datetime | None:
+    """When the succeeded job that trained the model's weights from scratch (its first training, or
+    a later retrain) started: every sample tombstoned before then was left out of it."""
+    q = (
+        select(Job.started_at)
+        .where(Job.model_id == model_id, Job.state == "SUCCEEDED", (Job.kind == "train") | (Job.method == "retrain"))
+        .order_by(Job.started_at.desc())
+        .limit(1)
+    )
+    return db.scalar(q)
+
+
+def active_started_before(db: Session, cutoff: datetime, limit: int = 500) -> list[Job]:
+    """Jobs holding a worker since before ``cutoff`` (few rows: at most one per model)."""
+    q = select(Job).where(Job.state.in_(ACTIVE), Job.started_at < cutoff).order_by(Job.id).limit(limit)
+    return list(db.scalars(q))

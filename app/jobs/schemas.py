@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProgressOut(BaseModel):
@@ -31,10 +31,15 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    forget_request_ids: list[uuid.UUID] = []
+    forget_request_ids: list[uuid.UUID] = Field(
+        [],
+        description="The forget requests the job serves. Inside a forget request's answer, only that "
+        "request (a coalesced job may serve hundreds): GET /v1/jobs/{id} lists them all.",
+    )
+    requests_served: int = Field(0, description="How many forget requests the job serves (coalesced).")
 
     @classmethod
-    def of(cls, job, forget_request_ids: list[uuid.UUID] | None = None) -> JobOut:
+    def of(cls, job, forget_request_ids: list[uuid.UUID] | None = None, requests_served: int | None = None) -> JobOut:
         return cls(
             id=job.id,
             kind=job.kind,
@@ -58,6 +63,7 @@ class JobOut(BaseModel):
             started_at=job.started_at,
             finished_at=job.finished_at,
             forget_request_ids=forget_request_ids or [],
+            requests_served=len(forget_request_ids or []) if requests_served is None else requests_served,
         )
 
 

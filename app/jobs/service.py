@@ -7,6 +7,7 @@ serves, and recorded as an audit event in the same transaction.
 from __future__ import annotations
 
 import enum
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +22,7 @@ from app.core.ids import uuid7
 from app.db import on_commit
 from app.db.types import utcnow
 from app.forget_requests import repository as requests_repo
-from app.jobs import repository
+from app.jobs import repository, stuck
 from app.jobs.states import (
     CANCELLED,
     CANCELLING,
@@ -34,13 +35,18 @@ from app.jobs.states import (
 )
 from app.jobs.tables import Job
 from app.models import repository as models_repo
+from app.models.tables import Model
+from app.observability import context as log_context
 from app.queue import enqueue_job
 from app.settings import get_settings
 
+log = logging.getLogger(__name__)
 
-def get_job(db: Session, job_id: uuid.UUID) -> Job:
+
+def get_job(db: Session, job_id: uuid.UUID, *, tenant_id: str) -> Job:
+    """The job, if it is this tenant's: another tenant's is as absent as a missing one (404)."""
     job = repository.get(db, job_id)
-    if job is None:
+    if job is None or job.tenant_id != tenant_id:
         raise NotFound("job", job_id)
     return job
 
@@ -54,7 +60,7 @@ def create(
     db: Session,
     *,
     kind: str,
-    model_id: uuid.UUID,
+    model: Model,
     method: str,
     params: dict[str, Any],
     request_ids: list[uuid.UUID],
@@ -63,8 +69,9 @@ def create(
     now = utcnow()
     job = Job(
         id=uuid7(),
+        tenant_id=model.tenant_id,
         kind=kind,
-        model_id=model_id,
+        model_id=model.id,
         state=QUEUED,
         attempt=0,
         method=method,
@@ -128,6 +135,7 @@ def _audit(
             db,
             action=action,
             actor=actor,
+            tenant_id=job.tenant_id,
             entity_type="job",
             entity_id=job.id,
             model_id=job.model_id,
@@ -278,7 +286,8 @@ def _after_train_job_ended(db: Session, job: Job, why: str) -> None:
 
 
 def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
-    """Re-send jobs stuck in QUEUED; take back jobs whose worker stopped renewing its lease."""
+    """Re-send jobs stuck in QUEUED; take back running jobs whose worker is gone (lease expired or
+    heartbeat missing, see app.jobs.stuck): requeued, or failed once they reach the attempt cap."""
     settings = get_settings()
     now = utcnow()
     report = {"republished": 0, "requeued": 0, "failed": 0, "cancelled": 0}
@@ -286,7 +295,9 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
         if repository.compare_and_set(db, job.id, QUEUED, {"enqueued_at": now}):
             on_commit(db, lambda jid=job.id: enqueue_job(jid))
             report["republished"] += 1
-    for job in repository.lease_expired(db, now):
+    for job, why in stuck.find_stuck(db, now):
+        with log_context.bound(job_id=job.id):
+            log.warning("job %s stuck on worker %s (%s), attempt %d", job.id, job.worker, why, job.attempt)
         if job.state == CANCELLING:
             report["cancelled"] += finish_cancelled(db, job, actor=actor, steps_done=job.progress_step)
         elif job.attempt >= settings.job_max_attempts:
@@ -305,7 +316,7 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
             job,
             QUEUED,
             actor=actor,
-            reason="worker lost: lease expired",
+            reason=why,
             enqueued_at=now,
             lease_expires_at=None,
             worker=None,

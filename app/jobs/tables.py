@@ -36,6 +36,7 @@ class Job(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id"), index=True)
     state: Mapped[str] = mapped_column(String(20))

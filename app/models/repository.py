@@ -13,8 +13,8 @@ def get(db: Session, model_id: uuid.UUID) -> Model | None:
     return db.get(Model, model_id)
 
 
-def get_by_name(db: Session, name: str) -> Model | None:
-    return db.scalar(select(Model).where(Model.name == name))
+def get_by_name(db: Session, tenant_id: str, name: str) -> Model | None:
+    return db.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
 
 
 def add(db: Session, model: Model) -> None:
@@ -28,12 +28,17 @@ def set_state(db: Session, model_id: uuid.UUID, state: str) -> None:
     )
 
 
-def list_models(db: Session, *, name: str | None, after: uuid.UUID | None, limit: int) -> list[Model]:
-    q = select(Model).order_by(Model.id).limit(limit)
+def list_models(db: Session, *, tenant_id: str, name: str | None, after: uuid.UUID | None, limit: int) -> list[Model]:
+    q = select(Model).where(Model.tenant_id == tenant_id).order_by(Model.id).limit(limit)
     if name is not None:
         q = q.where(Model.name == name)
     if after:
         q = q.where(Model.id > after)
+    return list(db.scalars(q))
+
+
+def others_on_dataset(db: Session, dataset_id: uuid.UUID, *, excluding: uuid.UUID) -> list[Model]:
+    q = select(Model).where(Model.dataset_id == dataset_id, Model.id != excluding).order_by(Model.id)
     return list(db.scalars(q))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.db.types import utcnow
 from app.models import repository
-from app.models.tables import ModelVersion
+from app.models.tables import Model, ModelVersion
 from app.settings import get_settings
 from app.storage import ArtifactStore
 
@@ -26,8 +26,9 @@ RETIRED = "RETIRED"
 
 
 def retire_earlier_versions(
-    db: Session, *, model_id: uuid.UUID, below: int, job_id: uuid.UUID, actor: str
+    db: Session, *, model: Model, below: int, job_id: uuid.UUID, actor: str
 ) -> list[ModelVersion]:
+    model_id = model.id
     now = utcnow()
     purge_after = now + timedelta(seconds=get_settings().retired_version_grace_s)
     retired = repository.active_versions_below(db, model_id, below)
@@ -40,6 +41,7 @@ def retire_earlier_versions(
             db,
             action="model.version_retired",
             actor=actor,
+            tenant_id=model.tenant_id,
             entity_type="model_version",
             entity_id=f"{model_id}/v{version.version}",
             model_id=model_id,
@@ -71,6 +73,7 @@ def purge_due(db: Session, store: ArtifactStore, *, actor: str, now: datetime | 
             db,
             action="model.version_purged",
             actor=actor,
+            tenant_id=repository.get(db, version.model_id).tenant_id,
             entity_type="model_version",
             entity_id=f"{version.model_id}/v{version.version}",
             model_id=version.model_id,

@@ -3,22 +3,25 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from app.auth.deps import ModelsReader, ModelsWriter
 from app.core.deps import SessionDep
 from app.core.errors import NotFound, ProblemError, pydantic_errors
-from app.core.pagination import Page, PageSize, PageToken, decode_id_token, decode_token, id_page, page_of
+from app.core.pagination import Page, PageSize, PageToken, decode_id_token, decode_int_token, id_page, page_of
+from app.core.validation import INT32_MAX, SafeName
 from app.db import commit
 from app.jobs import repository as jobs_repo
-from app.models import repository, service
-from app.models.schemas import ArchitectureOut, ModelOut, ModelSpec, UpdateLogOut, VersionOut
+from app.models import repository, residual, service
+from app.models.schemas import ArchitectureOut, ModelOut, ModelSpec, ResidualErasuresOut, UpdateLogOut, VersionOut
 from app.storage import get_artifact_store
 from app.update_logs import repository as update_logs_repo
 from workers.engine import architectures
 
 router = APIRouter(prefix="/v1", tags=["models"])
+VersionNumber = Annotated[int, Path(ge=1, le=INT32_MAX, description="The version number (1 is the first).")]
 
 
 def _model_out(db, model) -> ModelOut:
@@ -28,7 +31,7 @@ def _model_out(db, model) -> ModelOut:
 
 
 @router.get("/architectures", response_model=list[ArchitectureOut], summary="Architectures a model can use")
-def list_architectures():
+def list_architectures(caller: ModelsReader):
     return [
         ArchitectureOut(name=a.name, description=a.description, config_schema=a.config_model.model_json_schema())
         for a in architectures.registry().values()
@@ -41,8 +44,8 @@ def list_architectures():
     response_model=ModelOut,
     summary="Register a model and train it on a worker (202; poll training_job_id)",
 )
-def create_model(db: SessionDep, spec: ModelSpec, response: Response):
-    model, job = service.register_for_training(db, spec, actor="api")
+def create_model(db: SessionDep, caller: ModelsWriter, spec: ModelSpec, response: Response):
+    model, job = service.register_for_training(db, spec, tenant_id=caller.tenant_id, actor=caller.actor)
     commit(db)
     response.headers["Location"] = f"/v1/models/{model.id}"
     out = ModelOut.model_validate(model)
@@ -58,6 +61,7 @@ def create_model(db: SessionDep, spec: ModelSpec, response: Response):
 )
 def upload_model(
     db: SessionDep,
+    caller: ModelsWriter,
     response: Response,
     spec: Annotated[str, Form(description="The model spec as JSON (same fields as POST /v1/models).")],
     weights: Annotated[UploadFile, File(description="A .safetensors file matching the architecture.")],
@@ -72,7 +76,7 @@ def upload_model(
             "the `spec` form field did not validate",
             errors=pydantic_errors(exc.errors(include_input=False), ("body", "spec")),
         ) from None
-    model = service.register_with_weights(db, parsed, weights.file, actor="api")
+    model = service.register_with_weights(db, parsed, weights.file, tenant_id=caller.tenant_id, actor=caller.actor)
     commit(db)
     response.headers["Location"] = f"/v1/models/{model.id}"
     return _model_out(db, model)
@@ -81,17 +85,20 @@ def upload_model(
 @router.get("/models", response_model=Page[ModelOut], summary="List models")
 def list_models(
     db: SessionDep,
-    name: Annotated[str | None, Query(max_length=200)] = None,
+    caller: ModelsReader,
+    name: Annotated[SafeName | None, Query(description="Only the model with this name.")] = None,
     page_size: PageSize = 50,
     page_token: PageToken = None,
 ):
-    rows = repository.list_models(db, name=name, after=decode_id_token(page_token), limit=page_size + 1)
+    rows = repository.list_models(
+        db, tenant_id=caller.tenant_id, name=name, after=decode_id_token(page_token), limit=page_size + 1
+    )
     return id_page(rows, page_size, lambda m: _model_out(db, m))
 
 
 @router.get("/models/{model_id}", response_model=ModelOut, summary="One model")
-def get_model(db: SessionDep, model_id: uuid.UUID):
-    return _model_out(db, service.get_model(db, model_id))
+def get_model(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID):
+    return _model_out(db, service.get_model(db, model_id, tenant_id=caller.tenant_id))
 
 
 @router.get(
@@ -99,8 +106,8 @@ def get_model(db: SessionDep, model_id: uuid.UUID):
     response_model=UpdateLogOut,
     summary="The model's current update log: steps recorded and remaining, bytes, storage ratio",
 )
-def get_update_log(db: SessionDep, model_id: uuid.UUID):
-    model = service.get_model(db, model_id)
+def get_update_log(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID):
+    model = service.get_model(db, model_id, tenant_id=caller.tenant_id)
     log = update_logs_repo.get(db, model.update_log_id) if model.update_log_id else None
     if log is None:
         raise NotFound("update log of model", model_id)
@@ -109,18 +116,37 @@ def get_update_log(db: SessionDep, model_id: uuid.UUID):
     return out
 
 
+@router.get(
+    "/models/{model_id}/residual-erasures",
+    response_model=ResidualErasuresOut,
+    summary="Erased samples this model still holds because they were erased from another model of its dataset",
+)
+def get_residual_erasures(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID):
+    model = service.get_model(db, model_id, tenant_id=caller.tenant_id)
+    held = residual.held_erased_samples(db, model)
+    return ResidualErasuresOut(
+        model_id=model.id,
+        head_version=model.head_version,
+        samples_held=held.count,
+        held_sha256=held.sha256,
+        erased_by_requests=held.erased_by_requests,
+    )
+
+
 @router.get("/models/{model_id}/versions", response_model=Page[VersionOut], summary="A model's versions")
-def list_versions(db: SessionDep, model_id: uuid.UUID, page_size: PageSize = 50, page_token: PageToken = None):
-    service.get_model(db, model_id)
-    cursor = decode_token(page_token)
-    after = cursor[0] if cursor and isinstance(cursor[0], int) else None
+def list_versions(
+    db: SessionDep, caller: ModelsReader, model_id: uuid.UUID, page_size: PageSize = 50, page_token: PageToken = None
+):
+    service.get_model(db, model_id, tenant_id=caller.tenant_id)
+    cursor = decode_int_token(page_token, 1, INT32_MAX)
+    after = cursor[0] if cursor else None
     rows = repository.list_versions(db, model_id, after=after, limit=page_size + 1)
     return page_of(rows, page_size, key=lambda v: [v.version], convert=VersionOut.model_validate)
 
 
 @router.get("/models/{model_id}/versions/{version}", response_model=VersionOut, summary="One version")
-def get_version(db: SessionDep, model_id: uuid.UUID, version: int):
-    return service.get_version(db, model_id, version)
+def get_version(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID, version: VersionNumber):
+    return service.get_version(db, model_id, version, tenant_id=caller.tenant_id)
 
 
 @router.get(
@@ -134,10 +160,10 @@ def get_version(db: SessionDep, model_id: uuid.UUID, version: int):
     },
     summary="Download a checkpoint (streamed, sha256 verified while streaming)",
 )
-def download_checkpoint(db: SessionDep, model_id: uuid.UUID, version: int):
-    found = service.version_for_download(db, model_id, version, actor="api")
+def download_checkpoint(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID, version: VersionNumber):
+    found = service.version_for_download(db, model_id, version, tenant_id=caller.tenant_id, actor=caller.actor)
     commit(db)
-    model = service.get_model(db, model_id)
+    model = service.get_model(db, model_id, tenant_id=caller.tenant_id)
     headers = {
         "Content-Length": str(found.size_bytes),
         "X-Checkpoint-SHA256": found.sha256,

@@ -90,3 +90,14 @@ class UpdateLogOut(BaseModel):
 
     def model_post_init(self, _ctx) -> None:
         self.storage_ratio = round(self.stored_bytes / self.dense_bytes, 6) if self.dense_bytes else 0.0
+
+
+class ResidualErasuresOut(BaseModel):
+    """Erased samples the model's head still holds because they were erased from another model of
+    its dataset (send a forget request for this model to remove them)."""
+
+    model_id: uuid.UUID
+    head_version: int | None
+    samples_held: int = Field(description="Tombstoned samples of the dataset this model has not forgotten.")
+    held_sha256: str | None = Field(description="sha256 of the sorted JSON list of their IDs (null when none).")
+    erased_by_requests: list[uuid.UUID] = Field(description="The forget requests (of other models) that erased them.")

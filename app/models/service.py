@@ -24,24 +24,25 @@ from app.storage import StoredArtifact, get_artifact_store
 from workers.engine import architectures
 
 
-def get_model(db: Session, model_id: uuid.UUID) -> Model:
+def get_model(db: Session, model_id: uuid.UUID, *, tenant_id: str) -> Model:
+    """The model, if it is this tenant's: another tenant's is as absent as a missing one (404)."""
     model = repository.get(db, model_id)
-    if model is None:
+    if model is None or model.tenant_id != tenant_id:
         raise NotFound("model", model_id)
     return model
 
 
-def get_version(db: Session, model_id: uuid.UUID, version: int) -> ModelVersion:
-    get_model(db, model_id)
+def get_version(db: Session, model_id: uuid.UUID, version: int, *, tenant_id: str) -> ModelVersion:
+    get_model(db, model_id, tenant_id=tenant_id)
     found = repository.get_version(db, model_id, version)
     if found is None:
         raise NotFound("model version", f"{model_id} v{version}")
     return found
 
 
-def _check_spec(db: Session, spec: ModelSpec) -> tuple[Dataset, dict[str, tuple[int, ...]]]:
+def _check_spec(db: Session, spec: ModelSpec, tenant_id: str) -> tuple[Dataset, dict[str, tuple[int, ...]]]:
     """The dataset exists, the name is free, and the architecture builds for this data and config."""
-    dataset = datasets.get_dataset(db, spec.dataset_id)
+    dataset = datasets.get_dataset(db, spec.dataset_id, tenant_id=tenant_id)
     try:
         shapes = architectures.expected_tensors(
             spec.architecture, spec.config, tuple(dataset.input_shape), max(dataset.classes) + 1
@@ -58,7 +59,7 @@ def _check_spec(db: Session, spec: ModelSpec) -> tuple[Dataset, dict[str, tuple[
         raise Invalid(str(exc), title="Unusable architecture") from None
     if spec.update_log is not None:
         _check_layers(spec.update_log, shapes)
-    if repository.get_by_name(db, spec.name) is not None:
+    if repository.get_by_name(db, tenant_id, spec.name) is not None:
         raise Conflict(f"a model named {spec.name!r} already exists")
     return dataset, shapes
 
@@ -75,10 +76,11 @@ def _check_layers(config, shapes: dict[str, tuple[int, ...]]) -> None:
         )
 
 
-def _new_model(spec: ModelSpec, state: str) -> Model:
+def _new_model(spec: ModelSpec, state: str, tenant_id: str) -> Model:
     arch_config = architectures.parse_config(spec.architecture, spec.config).model_dump()
     return Model(
         id=uuid7(),
+        tenant_id=tenant_id,
         name=spec.name,
         architecture=spec.architecture,
         arch_config=arch_config,
@@ -96,6 +98,7 @@ def _audit_registered(db: Session, model: Model, how: str, actor: str) -> None:
         db,
         action="model.registered",
         actor=actor,
+        tenant_id=model.tenant_id,
         entity_type="model",
         entity_id=model.id,
         model_id=model.id,
@@ -108,39 +111,39 @@ def _audit_registered(db: Session, model: Model, how: str, actor: str) -> None:
     )
 
 
-def register_for_training(db: Session, spec: ModelSpec, *, actor: str) -> tuple[Model, Job]:
-    _check_spec(db, spec)
-    model = _new_model(spec, "TRAINING")
+def register_for_training(db: Session, spec: ModelSpec, *, tenant_id: str, actor: str) -> tuple[Model, Job]:
+    _check_spec(db, spec, tenant_id)
+    model = _new_model(spec, "TRAINING", tenant_id)
     repository.add(db, model)
     _audit_registered(db, model, "train", actor)
-    job = jobs.create(db, kind="train", model_id=model.id, method="train", params={}, request_ids=[], actor=actor)
+    job = jobs.create(db, kind="train", model=model, method="train", params={}, request_ids=[], actor=actor)
     return model, job
 
 
-def register_with_weights(db: Session, spec: ModelSpec, weights: BinaryIO, *, actor: str) -> Model:
+def register_with_weights(db: Session, spec: ModelSpec, weights: BinaryIO, *, tenant_id: str, actor: str) -> Model:
     if spec.update_log is not None:
         raise Invalid(
             "update_log records training as it happens; it cannot be set for uploaded weights",
             title="No update log for uploaded weights",
         )
-    _, expected = _check_spec(db, spec)
+    _, expected = _check_spec(db, spec, tenant_id)
     with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:
         shutil.copyfileobj(weights, tmp, 1024 * 1024)
         tmp.flush()
         check_against(tensor_shapes(tmp.name), expected)
         tmp.seek(0)
         stored = get_artifact_store().put_stream(tmp, kind="checkpoints", suffix=".safetensors")
-    model = _new_model(spec, "READY")
+    model = _new_model(spec, "READY", tenant_id)
     repository.add(db, model)
     _audit_registered(db, model, "upload", actor)
-    add_version(db, model_id=model.id, version=1, parent=None, artifact=stored, job_id=None, metrics={}, actor=actor)
+    add_version(db, model=model, version=1, parent=None, artifact=stored, job_id=None, metrics={}, actor=actor)
     return model
 
 
 def add_version(
     db: Session,
     *,
-    model_id: uuid.UUID,
+    model: Model,
     version: int,
     parent: int | None,
     artifact: StoredArtifact,
@@ -150,7 +153,7 @@ def add_version(
 ) -> ModelVersion:
     row = ModelVersion(
         id=uuid7(),
-        model_id=model_id,
+        model_id=model.id,
         version=version,
         parent_version=parent,
         artifact_key=artifact.key,
@@ -166,18 +169,21 @@ def add_version(
         db,
         action="model.version_created",
         actor=actor,
+        tenant_id=model.tenant_id,
         entity_type="model_version",
-        entity_id=f"{model_id}/v{version}",
-        model_id=model_id,
+        entity_id=f"{model.id}/v{version}",
+        model_id=model.id,
         job_id=job_id,
         payload={"version": version, "parent_version": parent, "sha256": artifact.sha256, "size_bytes": artifact.size},
     )
     return row
 
 
-def version_for_download(db: Session, model_id: uuid.UUID, version: int, *, actor: str) -> ModelVersion:
-    """The version whose checkpoint may be served, its download recorded; 410 once it is retired."""
-    found = get_version(db, model_id, version)
+def version_for_download(db: Session, model_id: uuid.UUID, version: int, *, tenant_id: str, actor: str) -> ModelVersion:
+    """The version whose checkpoint may be served, its download recorded (by which key: ``actor``);
+    410 once it is retired."""
+    model = get_model(db, model_id, tenant_id=tenant_id)
+    found = get_version(db, model_id, version, tenant_id=tenant_id)
     if found.state == retention.RETIRED:
         raise Gone(
             f"version {version} of model {model_id} was retired at {found.retired_at.isoformat()} by erasure job "
@@ -185,17 +191,18 @@ def version_for_download(db: Session, model_id: uuid.UUID, version: int, *, acto
             + (", and its file has been purged" if found.purged_at else ", and its file is being purged"),
             slug="version-retired",
             title="Version retired",
-            head_version=get_model(db, model_id).head_version,
+            head_version=model.head_version,
         )
-    record_download(db, found, actor=actor)
+    record_download(db, found, tenant_id=tenant_id, actor=actor)
     return found
 
 
-def record_download(db: Session, version: ModelVersion, *, actor: str) -> None:
+def record_download(db: Session, version: ModelVersion, *, tenant_id: str, actor: str) -> None:
     audit.record(
         db,
         action="checkpoint.downloaded",
         actor=actor,
+        tenant_id=tenant_id,
         entity_type="model_version",
         entity_id=f"{version.model_id}/v{version.version}",
         model_id=version.model_id,

@@ -15,10 +15,14 @@ VERSION_STATES = ("ACTIVE", "RETIRED")
 
 class Model(Base):
     __tablename__ = "models"
-    __table_args__ = (CheckConstraint(one_of("state", MODEL_STATES), name="state"),)
+    __table_args__ = (
+        CheckConstraint(one_of("state", MODEL_STATES), name="state"),
+        UniqueConstraint("tenant_id", "name"),  # per tenant: a 409 must not reveal another's names
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
     architecture: Mapped[str] = mapped_column(String(100))
     arch_config: Mapped[dict] = mapped_column(JSONType)
     dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id"))

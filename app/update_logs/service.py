@@ -66,6 +66,7 @@ def record(
         db,
         action="update_log.recorded",
         actor=actor,
+        tenant_id=_tenant_of(db, model_id),
         entity_type="update_log",
         entity_id=log.id,
         model_id=model_id,
@@ -85,13 +86,14 @@ def record(
 def consume(
     db: Session, *, log_id: uuid.UUID, steps: list[int], model_id: uuid.UUID, job_id: uuid.UUID, actor: str
 ) -> int:
-    """The subtracted steps leave the index: a later request never subtracts them again. (Their bytes
-    stay in the chunk files until the purge that compliance work adds.)"""
+    """The subtracted steps leave the index: a later request never subtracts them again. Their bytes
+    leave the chunk files in the purge that follows the erasure (:mod:`app.update_logs.purge`)."""
     removed = repository.remove_steps(db, log_id, steps)
     audit.record(
         db,
         action="update_log.steps_consumed",
         actor=actor,
+        tenant_id=_tenant_of(db, model_id),
         entity_type="update_log",
         entity_id=log_id,
         model_id=model_id,
@@ -107,9 +109,14 @@ def detach(db: Session, *, model_id: uuid.UUID, log_id: uuid.UUID, job_id: uuid.
         db,
         action="update_log.detached",
         actor=actor,
+        tenant_id=_tenant_of(db, model_id),
         entity_type="update_log",
         entity_id=log_id,
         model_id=model_id,
         job_id=job_id,
         payload={"reason": reason},
     )
+
+
+def _tenant_of(db: Session, model_id: uuid.UUID) -> str:
+    return models_repo.get(db, model_id).tenant_id

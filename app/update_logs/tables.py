@@ -22,7 +22,8 @@ class UpdateLog(Base):
     config: Mapped[dict] = mapped_column(JSONType)
     # [[name, shape], ...] in the model's parameter order (a JSON object would lose the order in JSONB)
     param_shapes: Mapped[list] = mapped_column(JSONType)
-    steps_recorded: Mapped[int] = mapped_column(Integer)
+    steps_recorded: Mapped[int] = mapped_column(Integer)  # by training; what is left: update_log_steps
+    # the steps still stored (a purge lowers them): their chunk bytes, and as dense fp32 deltas
     dense_bytes: Mapped[int] = mapped_column(BigInteger)
     stored_bytes: Mapped[int] = mapped_column(BigInteger)
     gradient_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -33,7 +34,8 @@ class UpdateLogChunk(Base):
     __tablename__ = "update_log_chunks"
 
     log_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("update_logs.id"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # deltas | gradients
+    # deltas | gradients; superseded: a file a purge replaced, listed until it is deleted (see purge.py)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     artifact_key: Mapped[str] = mapped_column(String(300))
     sha256: Mapped[str] = mapped_column(String(64))

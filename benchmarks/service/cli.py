@@ -37,11 +37,10 @@ def _wait(client: httpx.Client, path: str, done, timeout: float) -> dict:
     raise TimeoutError(path)
 
 
-def _setup(url: str) -> tuple[str, list[str]]:
-    with httpx.Client(base_url=url, timeout=60) as client:
-        ds = client.post("/v1/datasets", data={"builtin": "digits"}).json()
-        model = client.post("/v1/models", json={"name": "bench-tiny", "dataset_id": ds["id"], **TINY_MODEL}).json()
-        _wait(client, f"/v1/jobs/{model['training_job_id']}", lambda j: j["state"] == "SUCCEEDED", 120)
+def _setup(client: httpx.Client) -> tuple[str, list[str]]:
+    ds = client.post("/v1/datasets", data={"builtin": "digits"}).json()
+    model = client.post("/v1/models", json={"name": "bench-tiny", "dataset_id": ds["id"], **TINY_MODEL}).json()
+    _wait(client, f"/v1/jobs/{model['training_job_id']}", lambda j: j["state"] == "SUCCEEDED", 120)
     d = digits_arrays()
     return model["id"], d["ids"][d["split"] == "train"].tolist()
 
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--duration", type=float, default=30, help="seconds per paced level")
     parser.add_argument("--ramp", type=float, default=5, help="seconds over which the paced clients join")
-    parser.add_argument("--burst", type=int, default=500, help="requests in the burst phase (from the most clients)")
+    parser.add_argument("--burst", type=int, default=1000, help="requests in the burst phase (from the most clients)")
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -114,13 +113,22 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the summary
     started = time.perf_counter()
     stack = Stack(api_workers=args.api_workers)
-    client = httpx.Client(base_url=stack.url, timeout=60)
+    client = httpx.Client(base_url=stack.url, timeout=60, headers=stack.headers)
     try:
-        model_id, samples = _setup(stack.url)
+        model_id, samples = _setup(client)
         runs: list[tuple[dict, list[str]]] = []
         for clients in args.clients:
             obs = asyncio.run(
-                load.run(stack.url, model_id, samples, clients, "paced", duration_s=args.duration, ramp_s=args.ramp)
+                load.run(
+                    stack.url,
+                    model_id,
+                    samples,
+                    clients,
+                    "paced",
+                    duration_s=args.duration,
+                    ramp_s=args.ramp,
+                    headers=stack.headers,
+                )
             )
             runs.append((_level("paced", clients, obs), obs.accepted))
             log.info("paced %d clients: %s", clients, runs[-1][0])
@@ -128,7 +136,15 @@ def main(argv: list[str] | None = None) -> dict:
             _wait_idle(client, model_id, timeout=600)
         burst_clients = max(args.clients)
         obs = asyncio.run(
-            load.run(stack.url, model_id, samples, burst_clients, "burst", per_client=args.burst // burst_clients)
+            load.run(
+                stack.url,
+                model_id,
+                samples,
+                burst_clients,
+                "burst",
+                per_client=args.burst // burst_clients,
+                headers=stack.headers,
+            )
         )
         runs.append((_level("burst", burst_clients, obs), obs.accepted))
         log.info("burst: %s", runs[-1][0])
@@ -136,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
         _wait_idle(client, model_id, timeout=1800)
         drain_seconds = time.perf_counter() - drain_started
         found = _requests_of(client, model_id)
+        # every request the model has is one a client was answered 202 for: retries added none
+        extra_requests = len(set(found) - {rid for _, accepted in runs for rid in accepted})
         for level, accepted in runs:
             _server_side(level, accepted, found)
         levels = [level for level, _ in runs]
@@ -147,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             "levels": levels,
             "accepted": sum(len(accepted) for _, accepted in runs),
             "lost": sum(level["final_states"].get("MISSING", 0) for level in levels),
+            "requests_not_accepted_by_any_client": extra_requests,
             "burst_drain_seconds": drain_seconds,
             "wall_seconds": time.perf_counter() - started,
         }
@@ -191,4 +210,7 @@ def _level(mode: str, clients: int, obs: load.Observations) -> dict:
         "post_server_p99_ms": _pct(obs.post_server, 99),
         "get_server_p50_ms": _pct(obs.get_server, 50),
         "get_server_p99_ms": _pct(obs.get_server, 99),
+        "retries": obs.retries,
+        "retries_not_replayed": obs.retries_not_replayed,
+        "transport_retries": obs.transport_retries,
     }

@@ -4,6 +4,8 @@
 next, for ``duration_s``: the request rate follows what the worker can do, as in production. The
 clients join one by one over the first ``ramp_s`` seconds (counted in the figures).
 ``burst``: each client POSTs its requests back to back without waiting: the API alone, saturated.
+Every request is sent twice with the same Idempotency-Key (a client retrying after a lost answer):
+the retry must get the first answer back (``Idempotent-Replayed``), never a second request or job.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class Observations:
     get_server: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)  # forget-request ids answered 202
+    retries: int = 0  # burst: second sends of an accepted request, same Idempotency-Key
+    retries_not_replayed: int = 0  # ... answered with another id or without Idempotent-Replayed
+    transport_retries: int = 0  # a broken connection retried once with the same Idempotency-Key
     elapsed: float = 0.0
 
 
@@ -45,10 +50,22 @@ def _server_seconds(resp: httpx.Response) -> float:
     return float(resp.headers["server-timing"].partition("dur=")[2]) / 1000
 
 
+async def _send(client: httpx.AsyncClient, body: dict, obs: Observations) -> httpx.Response:
+    """POST with the request's Idempotency-Key; a connection that broke before the answer (a reset
+    keep-alive connection under load) is retried once with the same key, as a client should: the
+    key makes the retry safe, and the retries check of the burst proves it is."""
+    headers = {"Idempotency-Key": body["request_id"]}
+    try:
+        return await client.post("/v1/forget-requests", json=body, headers=headers)
+    except httpx.TransportError:
+        obs.transport_retries += 1
+        return await client.post("/v1/forget-requests", json=body, headers=headers)
+
+
 async def _post(client: httpx.AsyncClient, body: dict, obs: Observations) -> str | None:
     started = time.perf_counter()
     try:
-        resp = await client.post("/v1/forget-requests", json=body, headers={"Idempotency-Key": body["request_id"]})
+        resp = await _send(client, body, obs)
     except httpx.HTTPError as exc:
         obs.errors.append(f"POST {type(exc).__name__}")
         return None
@@ -91,7 +108,23 @@ async def _paced_client(client, model_id, samples, start_s, deadline, poll_s, ob
 
 async def _burst_client(client, model_id, samples, count, obs) -> None:
     for _ in range(count):
-        await _post(client, _body(model_id, random.choice(samples)), obs)
+        body = _body(model_id, random.choice(samples))
+        first = await _post(client, body, obs)
+        if first is not None:
+            await _retry(client, body, first, obs)
+
+
+async def _retry(client: httpx.AsyncClient, body: dict, first_id: str, obs: Observations) -> None:
+    """Not counted in the POST latencies: a replay is a lookup, the figures are for new requests."""
+    obs.retries += 1
+    try:
+        resp = await _send(client, body, obs)
+    except httpx.HTTPError as exc:
+        obs.errors.append(f"retry {type(exc).__name__}")
+        return
+    replayed = resp.status_code == 202 and resp.headers.get("idempotent-replayed") == "true"
+    if not replayed or resp.json()["id"] != first_id:
+        obs.retries_not_replayed += 1
 
 
 async def run(
@@ -104,10 +137,11 @@ async def run(
     per_client: int = 20,
     poll_s: float = 0.5,
     ramp_s: float = 5.0,
+    headers: dict[str, str] | None = None,
 ) -> Observations:
     obs = Observations()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as client:
         started = time.perf_counter()
         if mode == "paced":
             deadline = time.monotonic() + duration_s

@@ -36,7 +36,8 @@ def markdown(summary: dict) -> str:
         f"0.5 s until it ends, then POSTs the next; the clients join one by one over the first "
         f"{summary['ramp_seconds']:.0f} s (included in the figures). burst: each client POSTs its requests "
         "back to back without waiting, which saturates the API: its latencies are queueing (clients / "
-        "throughput), the figure to read there is requests/s.",
+        "throughput), the figure to read there is requests/s. Each burst request is sent a second time "
+        "with the same Idempotency-Key, as a client retrying after a lost answer (not in the POST figures).",
         "",
         "Latencies of POST and GET are measured by the client (ms); the server columns are the API's own "
         "time for the same requests (its `Server-Timing` header: from uvicorn handing the request over to "
@@ -65,6 +66,15 @@ def markdown(summary: dict) -> str:
     lines += [
         "",
         f"Accepted requests: {summary['accepted']}; not found afterwards: {summary['lost']}. "
+        + "".join(
+            f"Burst retries with the same Idempotency-Key: {lv['retries']}, answered with another request "
+            f"or not as a replay: {lv['retries_not_replayed']}; connections that broke before the answer "
+            f"(sent again with the same key): {lv.get('transport_retries', 0)}. "
+            for lv in summary["levels"]
+            if lv.get("retries")
+        )
+        + f"Requests the model has that no client was answered 202 for: "
+        f"{summary.get('requests_not_accepted_by_any_client', 'n/a')}. "
         f"The burst's backlog drained in {summary['burst_drain_seconds']:.0f} s. "
         f"Whole run: {summary['wall_seconds']:.0f} s.",
     ]

@@ -4,6 +4,8 @@ one Celery worker and the API, all real processes (the same helpers the tests us
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -18,7 +20,7 @@ ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
 
 
 class Stack:
-    def __init__(self, api_workers: int = 1):
+    def __init__(self, api_workers: int = 1, extra_env: dict[str, str] | None = None):
         ensure_up("Postgres", PG_HOST, PG_PORT, START_POSTGRES)
         ensure_up("Redis", REDIS_HOST, REDIS_PORT, START_REDIS)
         self.db_name = f"unlearnd_bench_{uuid.uuid4().hex[:8]}"
@@ -38,13 +40,23 @@ class Stack:
             UNLEARND_DEVICE="cpu",
             UNLEARND_LOG_LEVEL="WARNING",
         )
-        self.worker: Process = start_worker(env, "bench", self.tmp / "worker.log")
-        port = free_port()
-        self.api: Process = start_api(env, port, self.tmp / "api.log", workers=api_workers)
+        env.update(extra_env or {})
+        self.processes: list[Process] = []
+        try:
+            self.processes.append(start_worker(env, "bench", self.tmp / "worker.log"))
+            port = free_port()
+            self.processes.append(start_api(env, port, self.tmp / "api.log", workers=api_workers))
+            # the admin key an operator would bootstrap; every request of the benchmark sends it
+            boot = [sys.executable, "-m", "app.cli", "bootstrap-admin", "--name", "benchmark"]
+            secret = subprocess.run(boot, env=env, check=True, capture_output=True, text=True).stdout.strip()
+        except BaseException:
+            self.close()  # a stack that failed to start must not leave a worker behind
+            raise
         self.url = f"http://127.0.0.1:{port}"
+        self.headers = {"Authorization": f"Bearer {secret}"}
 
     def close(self) -> None:
-        for proc in (self.api, self.worker):
+        for proc in reversed(self.processes):
             proc.stop()
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 
 import httpx
@@ -34,7 +35,10 @@ def embedded(tmp_path):
 def test_embedded_mode_end_to_end(embedded):
     url, workdir, proc = embedded
     assert (workdir / "var" / "unlearnd.db").exists()
-    with httpx.Client(base_url=url, timeout=30) as client:
+    # the banner prints an API key to use; without one the API answers 401
+    key = re.search(r"export UNLEARND_KEY=(unl_\S+)", proc.log_path.read_text()).group(1)
+    assert httpx.get(f"{url}/v1/models", timeout=30).status_code == 401
+    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
         ready = client.get("/readyz").json()
         assert ready["checks"] == {"database": "ok", "broker": "ok"}
         demo = wait_for(client, "/v1/models", lambda b: b["items"] and b["items"][0]["state"] == "READY", 120)

@@ -20,7 +20,10 @@ def test_every_accepted_request_ends_succeeded_and_the_report_is_written(tmp_pat
         assert lv["end_to_end_s"]["n"] == lv["accepted"]
         assert lv["queue_to_start_s"]["p50"] <= lv["end_to_end_s"]["p50"]
     assert levels[-1]["posts"] == 6
+    # every burst request was retried with its Idempotency-Key and got the first answer back
+    assert (levels[-1]["retries"], levels[-1]["retries_not_replayed"]) == (6, 0)
     assert summary["lost"] == 0 and summary["accepted"] == sum(lv["accepted"] for lv in levels)
+    assert summary["requests_not_accepted_by_any_client"] == 0
 
     saved = json.loads((tmp_path / "service.json").read_text())
     assert saved["accepted"] == summary["accepted"]

@@ -31,7 +31,7 @@ def test_concurrent_requests_leave_one_unbroken_chain(api_url, client, model):
     shared = {"key": f"same-{uuid.uuid4().hex}", "request_id": f"same-{uuid.uuid4().hex}"}
 
     def post(i: int) -> httpx.Response:
-        with httpx.Client(base_url=api_url, timeout=60) as c:
+        with httpx.Client(base_url=api_url, timeout=60, headers=client.headers) as c:
             if i < 6:  # six retries of one request, racing each other
                 return forget(c, model["id"], {"sample_ids": [ids[0]]}, "finetune", {"epochs": 1}, **shared)
             return forget(c, model["id"], {"sample_ids": [ids[i]]}, "finetune", {"epochs": 1})

@@ -147,6 +147,7 @@ def _write_events(tag: str, writer: int) -> None:
                 session,
                 action="test.concurrent_write",
                 actor=f"test-{tag}",
+                tenant_id="default",
                 entity_type="test",
                 entity_id=f"{writer}-{n}",
                 payload={"writer": writer, "n": n},
@@ -161,7 +162,7 @@ def test_concurrent_writers_leave_one_chain_that_verifies(api_url, client, model
 
     def writer(i: int) -> httpx.Response:
         # the API process and this one append at once: two processes, one chain lock
-        with httpx.Client(base_url=api_url, timeout=60) as c:
+        with httpx.Client(base_url=api_url, timeout=60, headers=client.headers) as c:
             answer = forget(c, model["id"], {"sample_ids": [ids[i]]}, "finetune", {"epochs": 1})
         _write_events(tag, i)
         return answer
@@ -198,7 +199,7 @@ def _parse_export(fmt: str, body: str) -> list[dict]:
         return [json.loads(line) for line in body.splitlines()]
     rows = list(csv.DictReader(io.StringIO(body)))
     for row in rows:  # CSV has no null: an empty id cell is a null id
-        row.update({k: row[k] or None for k in ("model_id", "forget_request_id", "job_id")})
+        row.update({k: row[k] or None for k in ("tenant_id", "model_id", "forget_request_id", "job_id")})
         row["seq"], row["payload"] = int(row["seq"]), json.loads(row["payload"])
     return rows
 
@@ -209,6 +210,7 @@ def _as_event(record: dict) -> AuditEvent:
     return AuditEvent(
         seq=record["seq"],
         occurred_at=datetime.fromisoformat(record["occurred_at"]),
+        tenant_id=record["tenant_id"],
         actor=record["actor"],
         action=record["action"],
         entity_type=record["entity_type"],
@@ -240,6 +242,8 @@ def test_export_holds_every_matching_event_and_its_hashes_recompute(client, stac
 
 
 def test_an_unfiltered_export_rechains_offline(client, finished_requests):
+    """Every event so far is the default tenant's (this file runs before test_auth.py adds another
+    tenant), so the default tenant's export is the whole chain."""
     end = _verify(client)["to_seq"]
     records = _export(client, "csv", to_seq=end)
     assert [r["seq"] for r in records] == list(range(1, end + 1))
@@ -260,7 +264,10 @@ def test_small_batches_walk_the_same_chain_as_one_batch(client, stack_env, finis
     finally:
         session.close()
     assert reports == [_verify(client, to_seq=end)] * 3 and reports[0]["checked"] == end
-    exports = ["".join(stream_export("jsonl", from_seq=2, to_seq=end, batch_size=size)) for size in (1, 7, end)]
+    exports = [
+        "".join(stream_export("jsonl", tenant_id="default", from_seq=2, to_seq=end, batch_size=size))
+        for size in (1, 7, end)
+    ]
     assert len(set(exports)) == 1 and len(exports[0].splitlines()) == end - 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, bearer
 from tests.processes import start_api
 from tests.services import free_port
 
@@ -44,14 +44,14 @@ def test_readyz_reports_an_unreachable_broker(stack_env, tmp_path):
         api.stop()
 
 
-def test_bodies_over_the_limit_get_a_413_problem(stack_env, tmp_path):
+def test_bodies_over_the_limit_get_a_413_problem(stack_env, admin_key, tmp_path):
     from tests.conftest import _process_env
 
     env = {**_process_env(stack_env), "UNLEARND_MAX_UPLOAD_BYTES": "4096"}
     port = free_port()
     api = start_api(env, port, tmp_path / "api.log")
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=bearer(admin_key)) as client:
             upload = client.post("/v1/datasets", data={"name": "big"}, files={"file": ("big.npz", b"\0" * 10_000)})
             body = assert_problem(upload, 413, "payload-too-large")
             assert body["limit_bytes"] == 4096 and "UNLEARND_MAX_UPLOAD_BYTES" in body["detail"]

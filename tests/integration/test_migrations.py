@@ -14,6 +14,7 @@ from tests.services import PG_HOST, PG_PORT
 
 TABLES = {
     "alembic_version",
+    "api_keys",
     "audit_events",
     "datasets",
     "dataset_samples",

@@ -30,7 +30,7 @@ def _accept_without_publishing(db, model_id: str, labels: list[int]) -> dict:
             "params": {"epochs": 1},
         }
     )
-    answer = requests.submit(db, body, idempotency_key=None, actor="test")
+    answer = requests.submit(db, body, idempotency_key=None, tenant_id="default", actor="test")
     db.commit()  # plain commit: the on_commit publish callbacks are dropped
     db.info.clear()
     return answer.body

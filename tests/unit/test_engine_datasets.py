@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -54,3 +56,56 @@ def test_duplicates_are_reported():
 def test_control_characters_in_ids_are_refused():
     with pytest.raises(DatasetFormatError, match="control"):
         validate_arrays(np.array(["a\n", "b"]), np.zeros((2, 1)), np.array([0, 1]), np.array(["train", "train"]))
+
+
+def _four_rows(**override) -> dict:
+    arrays = {"ids": np.array(["a", "b", "c", "d"]), "x": np.zeros((4, 2), np.float32), "y": np.array([0, 1, 0, 1])}
+    return {**arrays, **override}
+
+
+def test_broken_archives_are_format_errors():
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **_four_rows(x=np.random.default_rng(0).random((4, 512))))
+    data = buf.getvalue()
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo("x.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)  # the member's deflate stream
+    broken = 0
+    for offset in range(20, info.compress_size, 97):
+        corrupt = bytearray(data)
+        corrupt[start + offset] ^= 0xFF
+        try:
+            parse_npz(bytes(corrupt))
+        except DatasetFormatError:  # a bad CRC, a bad deflate stream: never anything else
+            broken += 1
+    assert broken
+    with pytest.raises(DatasetFormatError, match="not a readable"):
+        parse_npz(data[: len(data) // 2])
+
+
+def test_array_headers_must_declare_what_their_member_holds():
+    """numpy allocates the shape a header declares before reading: a lying header would ask for 800 GB."""
+    with zipfile.ZipFile(io.BytesIO(_npz(**_four_rows()))) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 2), }"
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    members["x.npy"] = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 32
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, member in members.items():
+            zf.writestr(name, member)
+    with pytest.raises(DatasetFormatError, match=r"declares shape \(99999999999, 2\)"):
+        parse_npz(buf.getvalue())
+
+
+def test_uncompressed_size_is_capped():
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **_four_rows(x=np.zeros((4, 100_000), np.float32)))  # 1.6 MB of zeros, a few KB zipped
+    assert len(buf.getvalue()) < 50_000
+    with pytest.raises(DatasetFormatError, match="more than 1000000 bytes uncompressed"):
+        parse_npz(buf.getvalue(), max_bytes=1_000_000)
+    assert parse_npz(buf.getvalue()).x.shape == (4, 100_000)
+
+
+def test_rows_need_at_least_one_value():
+    with pytest.raises(DatasetFormatError, match="x must be numeric"):
+        parse_npz(_npz(**_four_rows(x=np.zeros((4, 0)))))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ import numpy as np
 SPLITS = ("train", "test", "val")
 MAX_ID_LENGTH = 200
 MAX_LABEL = 9_999
+MAX_UNCOMPRESSED_BYTES = 4 * 1024**3  # all arrays of one .npz together, as loaded in memory
 
 
 class DatasetFormatError(ValueError):
@@ -143,7 +146,7 @@ def _check_split(split: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
 def validate_arrays(ids, x, y, split=None) -> ArrayDataset:
     ids = _check_ids(np.asarray(ids))
     x, y = np.asarray(x), np.asarray(y)
-    if x.dtype.kind not in "biuf" or x.ndim < 2 or len(x) != len(ids):
+    if x.dtype.kind not in "biuf" or x.ndim < 2 or len(x) != len(ids) or 0 in x.shape:
         raise DatasetFormatError(
             f"x must be numeric with one row per id (got dtype {x.dtype}, shape {x.shape}, {len(ids)} ids)"
         )
@@ -161,11 +164,50 @@ def validate_arrays(ids, x, y, split=None) -> ArrayDataset:
     return ArrayDataset(ids=ids, x=x, y=y.astype(np.int64), split=split)
 
 
-def parse_npz(data: bytes) -> ArrayDataset:
+# What a broken archive raises while it is read: a bad CRC, a bad deflate stream, an encrypted or
+# unsupported member, a truncated array.
+_UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError)
+
+
+def _check_declared_sizes(data: bytes, max_bytes: int) -> None:
+    """Every array's header must declare the bytes its member really holds, and the members together
+    stay under ``max_bytes`` uncompressed: numpy allocates what a header declares before it reads,
+    so a few KB of upload could otherwise ask for terabytes (and a zip bomb for gigabytes)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        total = 0
+        for info in zf.infolist():
+            total += info.file_size
+            if total > max_bytes:
+                raise DatasetFormatError(f"the arrays hold more than {max_bytes} bytes uncompressed")
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    continue  # numpy itself says what is wrong with it
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    continue  # refused below without being unpickled
+                declared = math.prod(shape) * dtype.itemsize
+                if declared != info.file_size - f.tell():
+                    raise DatasetFormatError(
+                        f"{info.filename} declares shape {shape} of {dtype} ({declared} bytes) but holds "
+                        f"{info.file_size - f.tell()} bytes"
+                    )
+
+
+def parse_npz(data: bytes, max_bytes: int = MAX_UNCOMPRESSED_BYTES) -> ArrayDataset:
     """Parse and validate an uploaded .npz; DatasetFormatError says what is wrong."""
     try:
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            _check_declared_sizes(data, max_bytes)
         npz = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except DatasetFormatError:
+        raise
+    except _UNREADABLE as exc:
         raise DatasetFormatError(f"not a readable .npz file: {exc}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DatasetFormatError("expected an .npz archive (np.savez), got a single .npy array")
@@ -179,10 +221,15 @@ def parse_npz(data: bytes) -> ArrayDataset:
             )
         try:
             arrays = {k: npz[k] for k in names}
-        except ValueError as exc:  # object arrays need pickle, which we never load
+        except ValueError as exc:
+            if "pickle" not in str(exc):
+                raise DatasetFormatError(f"not a readable .npz file: {exc}") from None
+            # object arrays need pickle, which we never load
             raise DatasetFormatError(
                 f"cannot read an array without unpickling it ({exc}); store strings as dtype U"
             ) from None
+        except _UNREADABLE as exc:
+            raise DatasetFormatError(f"not a readable .npz file: {exc}") from None
     return validate_arrays(arrays["ids"], arrays["x"], arrays["y"], arrays.get("split"))
 
 

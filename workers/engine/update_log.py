@@ -10,7 +10,9 @@ A log holds, for every optimiser step of training, the step's sample IDs and its
 
 Steps are grouped into chunk files (safetensors, one per ``chunk_steps`` steps), never one file per
 step. Optionally the first epoch's per-sample gradients of chosen layers are kept too (gradient
-ascent with first-epoch gradients, seed paper 002).
+ascent with first-epoch gradients, seed paper 002). A purge rewrites a chunk without some steps
+(:mod:`workers.engine.log_chunks`); the readers look each step up by its keys, so the remaining
+steps of a rewritten chunk read exactly as before.
 """
 
 from __future__ import annotations

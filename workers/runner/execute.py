@@ -3,7 +3,9 @@ flushes, RUNNING -> VERIFYING, and one final transaction (version + head + tombs
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -13,21 +15,25 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db import commit, rollback, session_scope
 from app.jobs import completion
+from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.jobs.service import Claim, job_problem
 from app.jobs.states import CANCELLING, VERIFYING
 from app.jobs.tables import Job
+from app.queue import enqueue_job
 from app.settings import get_settings
 from app.storage import ArtifactIntegrityError, ArtifactMissingError, get_artifact_store
 from workers.engine import checkpoints
 from workers.engine.device import pick_device, reset_peak_memory
 from workers.engine.runtime import Cancelled, Progress, TrainingDiverged
-from workers.housekeeping import purge_retired_versions
+from workers.housekeeping import purge_retired_versions, purge_update_logs
 from workers.runner.bodies import train_body, unlearn_body
+from workers.runner.db_retry import with_db_retry
 from workers.runner.inputs import load_inputs
 from workers.runner.reporting import Heartbeat, JobReporter, LostOwnership
 
 log = logging.getLogger(__name__)
+_STORE_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}  # a write the store refused
 
 
 def execute_job(job_id: str, *, worker: str) -> Claim:
@@ -44,7 +50,22 @@ def execute_job(job_id: str, *, worker: str) -> Claim:
     log.info("job %s: attempt %d of %s (%s) started", job.id, job.attempt, job.method, job.kind)
     with Heartbeat(job):
         _run_claimed(job, f"worker:{worker}")
+    _hand_off(job.model_id)
     return Claim.RUN
+
+
+def _hand_off(model_id: uuid.UUID) -> None:
+    """Publish the model's next QUEUED job now that the model is free. Its own message is waiting
+    out a deferral (DEFER_SECONDS) and would start it up to that much later: with coalescing, the
+    requests that gathered behind this job are served by that next one, so every second of idle
+    model is latency for all of them. A second delivery of one job is harmless (claim skips it)."""
+    try:
+        with session_scope() as db:
+            next_job = jobs_repo.oldest_queued_of_model(db, model_id)
+        if next_job is not None:
+            enqueue_job(next_job)
+    except Exception:  # the deferred message and the reconciler still start it
+        log.warning("could not hand the model %s over to its next job", model_id, exc_info=True)
 
 
 def _run_claimed(job: Job, actor: str) -> None:
@@ -62,20 +83,25 @@ def _run_claimed(job: Job, actor: str) -> None:
             kind="checkpoints",
             suffix=".safetensors",
         )
-        with session_scope() as db:
-            completion.succeed(
-                db,
-                _owned(db, job),
-                actor=actor,
-                metrics=result.metrics,
-                artifact=artifact,
-                update_log=result.update_log,
-                consumed_steps=result.consumed_steps,
-            )
-            commit(db)
+
+        def final_transaction() -> None:
+            with session_scope() as db:
+                completion.succeed(
+                    db,
+                    _owned(db, job),
+                    actor=actor,
+                    metrics=result.metrics,
+                    artifact=artifact,
+                    update_log=result.update_log,
+                    consumed_steps=result.consumed_steps,
+                )
+                commit(db)
+
+        with_db_retry(final_transaction, f"job {job.id} result")
         log.info("job %s succeeded", job.id)
-        if job.kind == "unlearn":
+        if job.kind == "unlearn":  # no residual copies: earlier versions' files, update-log records
             purge_retired_versions(actor)
+            purge_update_logs(actor, job_id=job.id)
     except LostOwnership as exc:
         log.warning("job %s: %s; stopping without writing", job.id, exc)
     except Cancelled:
@@ -89,29 +115,37 @@ def _run_claimed(job: Job, actor: str) -> None:
 
 def _owned(db, job: Job) -> Job:
     """This session's copy of the job, provided this attempt still owns it."""
-    current = jobs.get_job(db, job.id)
+    current = jobs.get_job(db, job.id, tenant_id=job.tenant_id)
     if current.attempt != job.attempt:
         raise LostOwnership(f"job {job.id} is on attempt {current.attempt} now")
     return current
 
 
 def _finish(job: Job, end: Callable) -> None:
-    with session_scope() as db:
-        try:
-            end(db, _owned(db, job))
-        except LostOwnership as exc:
-            log.warning("job %s: %s; leaving it to its owner", job.id, exc)
-            return
-        commit(db)
+    def write() -> None:
+        with session_scope() as db:
+            try:
+                end(db, _owned(db, job))
+            except LostOwnership as exc:
+                log.warning("job %s: %s; leaving it to its owner", job.id, exc)
+                return
+            commit(db)
+
+    with_db_retry(write, f"job {job.id} end")
 
 
 def _enter_verifying(job: Job, reporter: JobReporter, actor: str) -> None:
     """RUNNING -> VERIFYING, unless a cancel arrived meanwhile (or the job is no longer ours)."""
     reporter.flush(phase="evaluate")
-    with session_scope() as db:
-        current = _owned(db, job)
-        moved = jobs.transition(db, current, VERIFYING, actor=actor, progress_phase="evaluate")
-        commit(db)
+
+    def write() -> tuple[Job, bool]:
+        with session_scope() as db:
+            current = _owned(db, job)
+            moved = jobs.transition(db, current, VERIFYING, actor=actor, progress_phase="evaluate")
+            commit(db)
+        return current, moved
+
+    current, moved = with_db_retry(write, f"job {job.id} verifying")
     if not moved:
         if current.state == CANCELLING:
             raise Cancelled("cancel requested before verification")
@@ -123,6 +157,14 @@ def _problem_for(exc: Exception) -> dict[str, Any]:
         return job_problem("Stored file missing", str(exc), slug="artifact-missing")
     if isinstance(exc, ArtifactIntegrityError):
         return job_problem("Integrity check failed", f"{exc}: the stored file was altered or corrupted")
+    if isinstance(exc, OSError) and exc.errno in _STORE_FULL:
+        why = os.strerror(exc.errno)
+        return job_problem(
+            "Artifact store write failed",
+            f"the artifact store refused the write ({why})",
+            slug="artifact-store-write-failed",
+            status=507,
+        )
     if isinstance(exc, TrainingDiverged):
         return job_problem("Training diverged", f"{exc}; try a smaller learning rate", status=422)
     # The message may echo data (a KeyError names a key): keep only the exception's type.

@@ -68,7 +68,7 @@ def _dataset(key: str, sha256: str) -> ArrayDataset:
 def load_inputs(job: Job) -> JobInputs:
     with session_scope() as db:
         model = models_repo.get(db, job.model_id)
-        ds_row = datasets.get_dataset(db, model.dataset_id)
+        ds_row = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
         inputs = JobInputs(
             architecture=model.architecture,
             arch_config=model.arch_config,

@@ -11,6 +11,7 @@ from app.jobs.states import CANCELLING, RUNNING
 from app.jobs.tables import Job
 from app.settings import get_settings
 from workers.engine.runtime import BatchRecord
+from workers.runner.db_retry import with_db_retry
 
 
 class LostOwnership(Exception):
@@ -47,16 +48,21 @@ class JobReporter:
 
     def flush(self, phase: str | None = None) -> str:
         last = self.last
-        with session_scope() as db:
-            self.state = jobs.record_progress(
-                db,
-                self.job,
-                self.buffer,
-                phase=phase or (last.phase if last else None),
-                step=last.step if last else 0,
-                total_steps=last.total_steps if last else None,
-            )
-            commit(db)
+
+        def write() -> str:
+            with session_scope() as db:
+                state = jobs.record_progress(
+                    db,
+                    self.job,
+                    self.buffer,
+                    phase=phase or (last.phase if last else None),
+                    step=last.step if last else 0,
+                    total_steps=last.total_steps if last else None,
+                )
+                commit(db)
+            return state
+
+        self.state = with_db_retry(write, f"job {self.job.id} progress")
         self.buffer = []
         self._last_flush = time.monotonic()
         return self.state

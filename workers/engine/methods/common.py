@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from workers.engine.methods.base import MethodParams, UnlearningTask
-from workers.engine.parameters import EntryGuard, select_parameters, summed_gradients, top_p_masks
+from workers.engine.parameters import EntryGuard, LayerName, select_parameters, summed_gradients, top_p_masks
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import shuffled_batches
 
@@ -23,7 +23,7 @@ class PartialParams(MethodParams):
         "gradient of the forget objective on the forget set (computed once, at the start).",
     )
     top_p: float = Field(0.1, gt=0, le=1, description="With partial: the fraction of each tensor that may change.")
-    layers: list[str] | None = Field(
+    layers: list[LayerName] | None = Field(
         None,
         min_length=1,
         description="Change only these layers (parameter name prefixes such as fc2 or layer4); default: every layer.",

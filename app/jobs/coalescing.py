@@ -1,0 +1,96 @@
+"""Coalescing: forget requests for one model that arrive while an unlearn job of the same method,
+params and scope type is still QUEUED join that job instead of queueing a run of their own.
+
+The worker reads the job's requests when it starts the job and unlearns the union of their scopes
+in one run (workers/runner/inputs.py), so 100 requests that arrive while a job runs cost one more
+run, not 100. Every request keeps its own record, audit events and certificate: the job's state
+changes are recorded once per request it serves, and its success tombstones each request's scope.
+
+The race with a worker starting the job is settled by a row lock: joining locks the QUEUED job
+(SELECT ... FOR UPDATE, after the model's queue lock, see the repository) and the worker's claim is
+an UPDATE of the same row, so either the join commits first and the run includes the request, or
+the claim does and the join no longer sees a QUEUED job (a new job is queued instead). Leaving
+works the same way (see :func:`leave`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.errors import Conflict
+from app.db.types import utcnow
+from app.forget_requests import repository as requests_repo
+from app.forget_requests.tables import ForgetRequest
+from app.jobs import repository
+from app.jobs.states import CANCELLED, QUEUED
+from app.jobs.tables import Job
+from app.models.tables import Model
+from app.settings import get_settings
+
+
+def join_queued(
+    db: Session, *, model: Model, fr: ForgetRequest, method: str, params: dict[str, Any], actor: str
+) -> Job | None:
+    """The QUEUED job ``fr`` joined, or None when there is none to join (the caller queues one)."""
+    cap = get_settings().coalesce_max_requests
+    if cap == 0:
+        return None
+    found = _joinable(db, model, fr, method, params, cap)
+    if found is None:
+        return None
+    job, served = found
+    repository.add_request(db, job.id, fr.id)
+    _record(db, job, fr, "job.request_joined", actor, requests=served + 1)
+    return job
+
+
+def _joinable(
+    db: Session, model: Model, fr: ForgetRequest, method: str, params: dict[str, Any], cap: int
+) -> tuple[Job, int] | None:
+    """The oldest QUEUED job ``fr`` may join (locked), with how many requests it serves."""
+    for job in repository.lock_queued_unlearn_jobs(db, model.id, method):
+        if job.params != params:
+            continue
+        served, first = repository.request_count(db, job.id), repository.first_request_id(db, job.id)
+        if first is None or served >= cap:
+            continue
+        if requests_repo.get(db, first).scope_type != fr.scope_type:
+            continue  # one run unlearns one kind of scope
+        return job, served
+    return None
+
+
+def leave(db: Session, job: Job, fr: ForgetRequest, *, actor: str) -> None:
+    """Cancel one request of a job that serves several: it leaves the job while the job is QUEUED
+    (the others still run); once the job has started its inputs are fixed, so that is a 409."""
+    job = repository.lock_job(db, job.id)
+    if job.state != QUEUED:
+        raise Conflict(
+            f"forget request {fr.id} shares job {job.id} with other requests and that job is {job.state}: "
+            "it can no longer leave it (cancel the job itself to stop every request it serves)",
+            slug="job-not-cancellable",
+            title="Shared job already started",
+            state=job.state,
+            job_id=str(job.id),
+        )
+    repository.remove_request(db, job.id, fr.id)
+    requests_repo.set_state(db, [fr.id], CANCELLED, utcnow())
+    _record(db, job, fr, "job.request_left", actor, requests=repository.request_count(db, job.id))
+
+
+def _record(db: Session, job: Job, fr: ForgetRequest, action: str, actor: str, *, requests: int) -> None:
+    audit.record(
+        db,
+        action=action,
+        actor=actor,
+        tenant_id=job.tenant_id,
+        entity_type="job",
+        entity_id=job.id,
+        model_id=job.model_id,
+        forget_request_id=fr.id,
+        job_id=job.id,
+        payload={"state": job.state, "requests_served": requests, "method": job.method},
+    )

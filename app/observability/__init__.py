@@ -1,0 +1,1 @@
+"""Operations: structured logs with request/job ids, Prometheus metrics; see api.py for the API side."""

@@ -1,0 +1,3 @@
+from benchmarks.coalescing.run import main
+
+main()

@@ -1,0 +1,77 @@
+"""Requests for one model that arrive while a job runs are served by one run at the next start, and
+each keeps its own record, audit events and certificate."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import (
+    assert_problem,
+    forget,
+    register_digits,
+    train_ids,
+    train_model,
+    wait_for,
+    wait_job,
+    wait_request,
+)
+
+SLOW = {"epochs": 12}  # the blocking job runs for seconds, long enough to queue requests behind it
+QUICK = {"epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def own_model(client) -> dict:
+    """A model of this module only: another module's jobs must not run between ours."""
+    return train_model(client, register_digits(client)["id"])
+
+
+def test_requests_queued_behind_a_running_job_share_one_run(client, own_model):
+    ids = train_ids(n=7)
+    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW)
+    assert blocker.status_code == 202, blocker.text
+    wait_job(client, blocker.json()["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
+
+    answers = [forget(client, own_model["id"], {"sample_ids": [i]}, "finetune", QUICK).json() for i in ids[1:]]
+    shared = {a["jobs"][0]["id"] for a in answers}
+    assert len(shared) == 1, answers  # the first queued a job; the other five joined it
+    assert answers[-1]["jobs"][0]["requests_served"] == 6
+
+    # one of them changes its mind while the shared job still waits: it alone leaves
+    left = client.post(f"/v1/forget-requests/{answers[0]['id']}/cancel")
+    assert left.status_code == 202 and left.json()["state"] == "CANCELLED", left.text
+
+    finals = [wait_request(client, a["id"]) for a in answers[1:]]
+    assert {f["state"] for f in finals} == {"SUCCEEDED"}
+    [job_id] = shared
+    job = wait_job(client, job_id)
+    assert job["state"] == "SUCCEEDED" and len(job["forget_request_ids"]) == 5
+    assert {f["jobs"][0]["result_version"] for f in finals} == {job["result_version"]}
+    assert client.get(f"/v1/forget-requests/{answers[0]['id']}").json()["state"] == "CANCELLED"
+
+    for fr in finals:  # each request: its own certificate and audit trail, anchored to the shared job
+        cert = client.get(f"/v1/forget-requests/{fr['id']}/certificate")
+        assert cert.status_code == 200, cert.text
+        assert cert.json()["certificate"]["result_version"]["number"] == job["result_version"]
+        events = client.get("/v1/audit-events", params={"forget_request_id": fr["id"]}).json()["items"]
+        actions = [e["action"] for e in events]
+        assert "job.request_joined" in actions or "job.queued" in actions
+        assert actions.count("job.succeeded") == 1 and {e["job_id"] for e in events} - {None} == {job_id}
+    cancelled = client.get("/v1/audit-events", params={"forget_request_id": answers[0]["id"]}).json()["items"]
+    assert cancelled[-1]["action"] == "job.request_left"
+
+
+def test_a_request_cannot_leave_a_shared_job_that_started(client, own_model):
+    ids = train_ids(n=3)
+    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW)
+    wait_job(client, blocker.json()["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
+    a, b = (forget(client, own_model["id"], {"sample_ids": [i]}, "finetune", SLOW).json() for i in ids[1:])
+    # (the shared job is slow too, so the cancel below most likely finds it RUNNING)
+    assert a["jobs"][0]["id"] == b["jobs"][0]["id"]
+    shared = a["jobs"][0]["id"]
+    wait_job(client, shared, states={"RUNNING", "VERIFYING", "SUCCEEDED"}, timeout=120)
+    state = client.get(f"/v1/jobs/{shared}").json()["state"]
+    if state == "RUNNING":  # its inputs are fixed now: leaving is refused, the job goes on
+        assert_problem(client.post(f"/v1/forget-requests/{a['id']}/cancel"), 409, "job-not-cancellable")
+    assert wait_request(client, a["id"])["state"] == "SUCCEEDED"
+    wait_for(client, f"/v1/forget-requests/{b['id']}", lambda r: r["state"] == "SUCCEEDED", 120)
