@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Worker behaviour
     device: Literal["auto", "cpu", "cuda"] = "auto"
     job_max_attempts: int = Field(3, ge=1, le=20)
+    # a QUEUED job re-sent this many times while its model was idle and a worker alive fails
+    job_max_unclaimed_sends: int = Field(10, ge=1)
     job_lease_seconds: int = Field(120, ge=5)
     # A recycled child re-imports torch (seconds): recycle rarely, for GPU memory fragmentation.
     worker_max_tasks_per_child: int = Field(200, ge=1)
@@ -58,6 +60,8 @@ class Settings(BaseSettings):
     request_due_days: int = Field(30, ge=1)
     # how long a version retired by an erasure keeps its file before the purge deletes it (0: at once)
     retired_version_grace_s: int = Field(0, ge=0)
+    # checkpoint files no version names (a worker killed before its commit) are deleted once this old
+    orphan_checkpoint_grace_s: int = Field(3600, ge=60)
     subject_hmac_key: str = DEV_SUBJECT_KEY
     # how long an API process remembers a key lookup (a revoked key works elsewhere at most this long)
     api_key_cache_s: float = Field(2.0, ge=0, le=60)

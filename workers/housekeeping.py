@@ -7,6 +7,7 @@ import uuid
 
 from app.db import commit, session_scope
 from app.models import retention
+from app.settings import get_settings
 from app.storage import get_artifact_store
 from app.update_logs import purge
 
@@ -28,6 +29,22 @@ def purge_retired_versions(actor: str) -> int:
     if purged:
         log.info("purged the files of %d retired version(s)", len(purged))
     return len(purged)
+
+
+def sweep_orphan_checkpoints() -> int:
+    """Delete checkpoint files that no version row names (see app.models.retention); by the periodic
+    reconcile pass. Logged, not audited: such a file never belonged to a recorded version."""
+    try:
+        with session_scope() as db:
+            swept = retention.sweep_orphan_checkpoints(
+                db, get_artifact_store(), grace_s=get_settings().orphan_checkpoint_grace_s
+            )
+    except Exception:
+        log.exception("sweeping orphan checkpoints failed; the periodic pass will retry")
+        return 0
+    if swept:
+        log.warning("deleted %d checkpoint file(s) no version names (a worker died before its commit)", len(swept))
+    return len(swept)
 
 
 def purge_update_logs(actor: str, *, job_id: uuid.UUID | None = None, limit: int = 50) -> int:

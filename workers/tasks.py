@@ -28,7 +28,7 @@ def run_job(self, job_id: str) -> str:
 def reconcile() -> dict[str, int]:
     from app.db import commit, session_scope
     from app.jobs.service import reconcile as reconcile_jobs
-    from workers.housekeeping import purge_retired_versions, purge_update_logs
+    from workers.housekeeping import purge_retired_versions, purge_update_logs, sweep_orphan_checkpoints
 
     with session_scope() as db:
         report = reconcile_jobs(db)
@@ -39,4 +39,5 @@ def reconcile() -> dict[str, int]:
         **report,
         "versions_purged": purge_retired_versions("reconciler"),
         "update_log_purges": purge_update_logs("reconciler"),
+        "orphan_checkpoints_deleted": sweep_orphan_checkpoints(),
     }

@@ -291,8 +291,24 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
     settings = get_settings()
     now = utcnow()
     report = {"republished": 0, "requeued": 0, "failed": 0, "cancelled": 0}
+    workers_alive = stuck.workers_alive()
     for job in repository.queued_before(db, now - timedelta(seconds=settings.reconcile_queued_after_s)):
-        if repository.compare_and_set(db, job.id, QUEUED, {"enqueued_at": now}):
+        if repository.model_has_active_job(db, job.model_id, job.id):
+            continue  # waiting its turn: its own deferred message, or the hand-off, starts it
+        # sent while a worker was alive to take it and nothing else held the model: it counts
+        sends = job.unclaimed_sends + (1 if workers_alive else 0)
+        if sends >= settings.job_max_unclaimed_sends:
+            report["failed"] += fail(
+                db,
+                job,
+                job_problem(
+                    "Never started",
+                    f"the job was sent to live workers {sends} times and none started it "
+                    "(the workers' logs say why: the task fails before it claims the job)",
+                ),
+                actor=actor,
+            )
+        elif repository.compare_and_set(db, job.id, QUEUED, {"enqueued_at": now, "unclaimed_sends": sends}):
             on_commit(db, lambda jid=job.id: enqueue_job(jid))
             report["republished"] += 1
     for job, why in stuck.find_stuck(db, now):
@@ -320,6 +336,7 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
             enqueued_at=now,
             lease_expires_at=None,
             worker=None,
+            unclaimed_sends=0,
         ):
             on_commit(db, lambda jid=job.id: enqueue_job(jid))
             report["requeued"] += 1

@@ -41,3 +41,13 @@ def find_stuck(db: Session, now: datetime) -> list[tuple[Job, str]]:
         if job.id not in seen and job.worker not in alive:
             stuck.append((job, NO_HEARTBEAT))
     return stuck
+
+
+def workers_alive() -> bool:
+    """Whether any worker is beating now (False when the heartbeats cannot be read): a job re-sent
+    while none is alive was not refused by a worker, so it does not count towards the cap."""
+    try:
+        return bool(get_heartbeat_store().alive())
+    except Exception as exc:
+        log.warning("heartbeats unreadable (%s): re-sends are not counted", type(exc).__name__)
+        return False

@@ -41,6 +41,8 @@ class Job(Base):
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id"), index=True)
     state: Mapped[str] = mapped_column(String(20))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # re-sent by the reconciler while its model was idle and a worker alive, yet never claimed
+    unclaimed_sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     method: Mapped[str] = mapped_column(String(50))
     params: Mapped[dict] = mapped_column(JSONType)
     source_version: Mapped[int | None] = mapped_column(Integer)

@@ -94,6 +94,13 @@ def versions_due_for_purge(db: Session, now: datetime) -> list[ModelVersion]:
     )
 
 
+def referenced_artifact_keys(db: Session, keys: list[str]) -> set[str]:
+    """Which of these keys a version row (of any state) names."""
+    if not keys:
+        return set()
+    return set(db.scalars(select(ModelVersion.artifact_key).where(ModelVersion.artifact_key.in_(keys))))
+
+
 def live_versions_with_artifact(db: Session, artifact_key: str, *, excluding: uuid.UUID) -> list[ModelVersion]:
     """Versions (of any model) whose file is this one and that still need it."""
     return list(

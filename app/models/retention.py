@@ -88,3 +88,18 @@ def purge_due(db: Session, store: ArtifactStore, *, actor: str, now: datetime | 
         )
     db.flush()
     return purged
+
+
+def sweep_orphan_checkpoints(db: Session, store: ArtifactStore, *, grace_s: float) -> list[str]:
+    """Delete checkpoint files no version row names, once older than ``grace_s``, and half-written
+    uploads as old. A worker killed between writing a job's checkpoint and the commit that records
+    its version leaves such a file (its retry usually rewrites the same content-addressed key, but
+    not when the job then fails for good). The grace keeps the sweep away from a job that has just
+    written its file and is about to commit. Read-only on the database; returns the keys deleted."""
+    candidates = store.keys_older_than("checkpoints", grace_s)
+    referenced = repository.referenced_artifact_keys(db, candidates)
+    orphans = [key for key in candidates if key not in referenced]
+    for key in orphans:
+        store.delete(key)
+    store.delete_stale_staging(grace_s)
+    return orphans

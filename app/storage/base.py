@@ -40,6 +40,14 @@ class ArtifactStore(abc.ABC):
     def delete(self, key: str) -> bool:
         """Remove the artifact; False if it was not there."""
 
+    @abc.abstractmethod
+    def keys_older_than(self, kind: str, seconds: float) -> list[str]:
+        """Keys of this kind last written more than ``seconds`` ago (for the orphan sweep)."""
+
+    @abc.abstractmethod
+    def delete_stale_staging(self, seconds: float) -> int:
+        """Remove half-written uploads older than ``seconds`` (a writer killed mid-write)."""
+
     def put_bytes(self, data: bytes, *, kind: str, suffix: str = "") -> StoredArtifact:
         import io
 

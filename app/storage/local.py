@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -62,6 +63,26 @@ class LocalArtifactStore(ArtifactStore):
             return True
         except FileNotFoundError:
             return False
+
+    def keys_older_than(self, kind: str, seconds: float) -> list[str]:
+        root = self.root / kind
+        if not root.is_dir():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in root.glob("*/*") if p.is_file())
+        return sorted(k for k in keys if _KEY.match(k) and _older_than(self.root / k, seconds))
+
+    def delete_stale_staging(self, seconds: float) -> int:
+        stale = [p for p in self._staging.iterdir() if p.is_file() and _older_than(p, seconds)]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:  # deleted meanwhile
+        return False
 
 
 @lru_cache

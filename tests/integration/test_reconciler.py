@@ -86,3 +86,22 @@ def test_a_job_past_the_attempt_cap_fails_with_the_reason(client, model, db):
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["state"] == "FAILED" and job["attempt"] == cap
     assert job["error"]["title"] == "Attempt cap reached" and str(cap) in job["error"]["detail"]
+
+
+def test_a_job_no_live_worker_ever_starts_fails_at_the_send_cap(client, model, db):
+    """A task that fails before its claim leaves the job QUEUED: re-sent while the model is idle and
+    workers are alive, it fails at the cap with the reason instead of being re-sent forever."""
+    from app.settings import get_settings
+
+    cap = get_settings().job_max_unclaimed_sends
+    fr = _accept_without_publishing(db, model["id"], [7])
+    job_id = fr["jobs"][0]["id"]
+    _age(db, job_id, enqueued_at=utcnow() - timedelta(minutes=5), unclaimed_sends=cap - 1)
+
+    report = jobs.reconcile(db)
+    commit(db)
+    assert report["failed"] >= 1 and report["republished"] == 0
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["state"] == "FAILED" and job["error"]["title"] == "Never started", job
+    assert f"{cap} times" in job["error"]["detail"]
+    assert client.get(f"/v1/forget-requests/{fr['id']}").json()["state"] == "FAILED"

@@ -87,3 +87,33 @@ def test_purge_waits_for_the_grace_period(client, db):
     assert row in purged and row.purged_at is not None
     assert not store.exists(kept.key)
     assert client.get(f"/v1/models/{model['id']}/versions/1/checkpoint").status_code == 200  # untouched
+
+
+def test_the_sweep_deletes_old_checkpoint_files_no_version_names_and_nothing_else(client, db, stack_env):
+    """What a worker killed between writing its checkpoint and the commit leaves behind."""
+    import os
+    import time
+
+    store = get_artifact_store()
+    orphan = store.put_bytes(
+        b"written by a worker that died before its commit " + uuid.uuid4().bytes, kind="checkpoints"
+    )
+    fresh = store.put_bytes(b"written a moment ago by a job about to commit " + uuid.uuid4().bytes, kind="checkpoints")
+    half = Path(stack_env["UNLEARND_ARTIFACT_DIR"]) / ".staging" / uuid.uuid4().hex
+    half.write_bytes(b"half an upload")
+    model = train_model(client, register_digits(client)["id"])  # a recorded version of its own
+    recorded = db.scalars(select(ModelVersion).where(ModelVersion.model_id == uuid.UUID(model["id"]))).one()
+    hour_ago = time.time() - 3600
+    for path in (
+        Path(stack_env["UNLEARND_ARTIFACT_DIR"]) / orphan.key,
+        half,
+        Path(stack_env["UNLEARND_ARTIFACT_DIR"]) / recorded.artifact_key,
+    ):
+        os.utime(path, (hour_ago, hour_ago))
+
+    swept = retention.sweep_orphan_checkpoints(db, store, grace_s=600)
+
+    assert orphan.key in swept and not store.exists(orphan.key) and not half.exists()
+    assert store.exists(fresh.key)  # younger than the grace: maybe a commit on its way
+    assert recorded.artifact_key not in swept and store.exists(recorded.artifact_key)
+    store.delete(fresh.key)
