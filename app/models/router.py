@@ -35,6 +35,7 @@ def list_architectures(caller: ModelsReader):
     return [
         ArchitectureOut(name=a.name, description=a.description, config_schema=a.config_model.model_json_schema())
         for a in architectures.registry().values()
+        if a.kind == "classifier"  # language models need text datasets, which the API does not take yet
     ]
 
 

@@ -43,6 +43,15 @@ def get_version(db: Session, model_id: uuid.UUID, version: int, *, tenant_id: st
 def _check_spec(db: Session, spec: ModelSpec, tenant_id: str) -> tuple[Dataset, dict[str, tuple[int, ...]]]:
     """The dataset exists, the name is free, and the architecture builds for this data and config."""
     dataset = datasets.get_dataset(db, spec.dataset_id, tenant_id=tenant_id)
+    if (
+        spec.architecture in architectures.registry()
+        and architectures.get_architecture(spec.architecture).kind != "classifier"
+    ):
+        raise Invalid(
+            f"{spec.architecture!r} is a language model: it trains on text (JSON Lines) datasets, which the "
+            "service does not take yet; models here are classifiers of .npz datasets",
+            title="Architecture not served",
+        )
     try:
         shapes = architectures.expected_tensors(
             spec.architecture, spec.config, tuple(dataset.input_shape), max(dataset.classes) + 1

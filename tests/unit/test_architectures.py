@@ -32,7 +32,7 @@ def test_conv_nets_refuse_flat_rows_and_unknown_names_list_the_choices():
     with pytest.raises(ArchitectureError, match="image inputs"):
         build_model("cnn_small", {}, (64,), 10)
     assert build_model("mlp", {}, (64,), 10)(torch.zeros(2, 64)).shape == (2, 10)
-    with pytest.raises(ArchitectureError, match="available: cnn_small, mlp, resnet18"):
+    with pytest.raises(ArchitectureError, match="available: cnn_small, gpt2, mlp, resnet18"):
         build_model("vgg", {}, (8, 8), 10)
 
 

@@ -21,12 +21,14 @@ from torch import nn
 
 from workers.engine.architectures.base import Architecture, ArchitectureConfig, ArchitectureError
 from workers.engine.architectures.cnn_small import CNN_SMALL
+from workers.engine.architectures.gpt2 import GPT2
 from workers.engine.architectures.mlp import MLP
 from workers.engine.architectures.resnet18 import RESNET18
+from workers.engine.checkpoints import stored_state
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "unlearnd.architectures"
-BUILTIN = (MLP, CNN_SMALL, RESNET18)
+BUILTIN = (MLP, CNN_SMALL, RESNET18, GPT2)
 
 
 @lru_cache
@@ -61,10 +63,14 @@ def build_model(name: str, config: dict[str, Any] | None, input_shape: tuple[int
 def expected_tensors(
     name: str, config: dict[str, Any] | None, input_shape: tuple[int, ...], num_classes: int
 ) -> dict[str, tuple[int, ...]]:
-    """State-dict keys and shapes, built on the meta device (no memory, no init cost)."""
+    """State-dict keys and shapes as a checkpoint stores them (a tied weight once, under its first
+    name: see workers.engine.checkpoints), built on the meta device (no memory, no init cost).
+
+    For a language model (gpt2) ``input_shape`` is ``(sequence_length,)`` and ``num_classes`` the
+    tokenizer's vocabulary size."""
     with torch.device("meta"):
         model = build_model(name, config, input_shape, num_classes)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in stored_state(model).items()}
 
 
 __all__ = [

@@ -25,6 +25,8 @@ class Architecture:
     config_model: type[ArchitectureConfig]
     # build(config, input_shape, num_classes) -> module
     build: Callable[[ArchitectureConfig, tuple[int, ...], int], nn.Module]
+    # "classifier" (trained on .npz datasets) or "language_model" (text; not served by the API yet)
+    kind: str = "classifier"
 
 
 def image_shape(input_shape: tuple[int, ...], arch: str) -> tuple[int, int, int]:
