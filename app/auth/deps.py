@@ -29,12 +29,9 @@ _cache: dict[str, tuple[float, Principal | None]] = {}
 _CACHE_MAX = 10_000
 
 
-def forget_cached(secret_sha256: str | None = None) -> None:
-    """Drop one remembered key (after revoking it) or all of them."""
-    if secret_sha256 is None:
-        _cache.clear()
-    else:
-        _cache.pop(secret_sha256, None)
+def forget_cached(secret_sha256: str) -> None:
+    """Drop a remembered key (after revoking it)."""
+    _cache.pop(secret_sha256, None)
 
 
 def _lookup(secret: str) -> Principal | None:

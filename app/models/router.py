@@ -164,12 +164,11 @@ def get_version(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID, versi
 def download_checkpoint(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID, version: VersionNumber):
     found = service.version_for_download(db, model_id, version, tenant_id=caller.tenant_id, actor=caller.actor)
     commit(db)
-    model = service.get_model(db, model_id, tenant_id=caller.tenant_id)
     headers = {
         "Content-Length": str(found.size_bytes),
         "X-Checkpoint-SHA256": found.sha256,
         "ETag": f'"{found.sha256}"',
-        "Content-Disposition": f'attachment; filename="{model.id}-v{found.version}.safetensors"',
+        "Content-Disposition": f'attachment; filename="{model_id}-v{found.version}.safetensors"',
     }
     return StreamingResponse(
         get_artifact_store().iter_verified(found.artifact_key, found.sha256),

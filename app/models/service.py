@@ -33,10 +33,13 @@ def get_model(db: Session, model_id: uuid.UUID, *, tenant_id: str) -> Model:
 
 
 def get_version(db: Session, model_id: uuid.UUID, version: int, *, tenant_id: str) -> ModelVersion:
-    get_model(db, model_id, tenant_id=tenant_id)
-    found = repository.get_version(db, model_id, version)
+    return _version_of(db, get_model(db, model_id, tenant_id=tenant_id), version)
+
+
+def _version_of(db: Session, model: Model, version: int) -> ModelVersion:
+    found = repository.get_version(db, model.id, version)
     if found is None:
-        raise NotFound("model version", f"{model_id} v{version}")
+        raise NotFound("model version", f"{model.id} v{version}")
     return found
 
 
@@ -192,7 +195,7 @@ def version_for_download(db: Session, model_id: uuid.UUID, version: int, *, tena
     """The version whose checkpoint may be served, its download recorded (by which key: ``actor``);
     410 once it is retired."""
     model = get_model(db, model_id, tenant_id=tenant_id)
-    found = get_version(db, model_id, version, tenant_id=tenant_id)
+    found = _version_of(db, model, version)
     if found.state == retention.RETIRED:
         raise Gone(
             f"version {version} of model {model_id} was retired at {found.retired_at.isoformat()} by erasure job "

@@ -21,9 +21,11 @@ import numpy as np
 
 from app.datasets.builtin import digits_arrays
 from benchmarks.forgetting.report import machine
+from benchmarks.service.cli import wait_until
 from benchmarks.service.stack import Stack
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+TIMEOUT_S = 3600  # the run without coalescing works through 100 jobs one by one
 log = logging.getLogger("benchmarks.coalescing")
 # A job of seconds, as real models have (a retrain of this one: ~2-3 s here). With 8 epochs a retrain
 # took 0.5 s, less than accepting 100 requests over HTTP on the same two cores (1.25 s), so the
@@ -37,20 +39,10 @@ MODEL = {
 METHODS = {"retrain": {"method": "retrain"}, "finetune": {"method": "finetune", "params": {"epochs": 2}}}
 
 
-def _wait(client: httpx.Client, path: str, done, timeout: float = 3600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(path).json()
-        if done(body):
-            return body
-        time.sleep(0.25)
-    raise TimeoutError(path)
-
-
 def _model(client: httpx.Client, name: str) -> str:
     ds = client.post("/v1/datasets", data={"builtin": "digits", "name": name}).json()
     model = client.post("/v1/models", json={"name": name, "dataset_id": ds["id"], **MODEL}).json()
-    _wait(client, f"/v1/jobs/{model['training_job_id']}", lambda j: j["state"] == "SUCCEEDED")
+    wait_until(client, f"/v1/jobs/{model['training_job_id']}", lambda j: j["state"] == "SUCCEEDED", TIMEOUT_S)
     return model["id"]
 
 
@@ -115,14 +107,23 @@ def _run(coalesce: bool, n: int, samples: list[str], method: dict) -> dict:
             model_id = _model(client, "coalesce-bench")
             for warm, sample in (("warm-up", samples[-1]), ("single", samples[0])):  # the 2nd is timed
                 single = _submit(client, model_id, sample, warm, method)
-                single_s = _span([_wait(client, f"/v1/forget-requests/{single}", lambda r: r["state"] == "SUCCEEDED")])
+                single_s = _span(
+                    [
+                        wait_until(
+                            client, f"/v1/forget-requests/{single}", lambda r: r["state"] == "SUCCEEDED", TIMEOUT_S
+                        )
+                    ]
+                )
 
             started = time.perf_counter()
             with ThreadPoolExecutor(10) as pool:
                 ids = list(pool.map(lambda s: _submit(client, model_id, s, "burst", method), samples[1 : n + 1]))
             submitted_s = time.perf_counter() - started
             finals = [
-                _wait(client, f"/v1/forget-requests/{i}", lambda r: r["state"] in {"SUCCEEDED", "FAILED"}) for i in ids
+                wait_until(
+                    client, f"/v1/forget-requests/{i}", lambda r: r["state"] in {"SUCCEEDED", "FAILED"}, TIMEOUT_S
+                )
+                for i in ids
             ]
             client_s = time.perf_counter() - started
             total_s = _span(finals)

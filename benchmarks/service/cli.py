@@ -27,7 +27,7 @@ TINY_MODEL = {
 }
 
 
-def _wait(client: httpx.Client, path: str, done, timeout: float) -> dict:
+def wait_until(client: httpx.Client, path: str, done, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(path).json()
@@ -40,7 +40,7 @@ def _wait(client: httpx.Client, path: str, done, timeout: float) -> dict:
 def _setup(client: httpx.Client) -> tuple[str, list[str]]:
     ds = client.post("/v1/datasets", data={"builtin": "digits"}).json()
     model = client.post("/v1/models", json={"name": "bench-tiny", "dataset_id": ds["id"], **TINY_MODEL}).json()
-    _wait(client, f"/v1/jobs/{model['training_job_id']}", lambda j: j["state"] == "SUCCEEDED", 120)
+    wait_until(client, f"/v1/jobs/{model['training_job_id']}", lambda j: j["state"] == "SUCCEEDED", 120)
     d = digits_arrays()
     return model["id"], d["ids"][d["split"] == "train"].tolist()
 
