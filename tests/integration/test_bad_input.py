@@ -15,6 +15,7 @@ import json
 import pathlib
 import pickle
 import struct
+import time
 import unicodedata
 import uuid
 import zipfile
@@ -105,6 +106,17 @@ REFERENCED_KEYS = (
 )
 
 
+def _other_jobs_settled(db, timeout_s: float = 60.0) -> None:
+    """Wait for other tests' running jobs to commit: a job writes its checkpoint file just before the
+    commit that records it, and that file is theirs, not a leftover of a rejected request."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        db.rollback()
+        if not db.scalar(text("SELECT count(*) FROM jobs WHERE state IN ('RUNNING', 'VERIFYING')")):
+            return
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def unchanged(db, stack_env):
     """``with unchanged(): ...``: no row of the tenant and no artifact file appears or disappears."""
@@ -119,6 +131,7 @@ def unchanged(db, stack_env):
     def check():
         rows, files = snapshot()
         yield
+        _other_jobs_settled(db)
         rows_after, files_after = snapshot()
         assert rows_after == rows
         # other tests' jobs may finish meanwhile: a new file a row refers to is theirs
