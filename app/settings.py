@@ -6,6 +6,7 @@ artifact directory. ``UNLEARND_ENV=production`` refuses the defaults that are un
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     # Requests
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     max_ids_per_request: int = Field(100_000, ge=1)
+    # Server directories the API may read registered files from (datasets by `server_path`, BPE
+    # tokenizer files), separated by os.pathsep (":" on Linux). Empty: server paths are refused.
+    dataset_roots: str = ""
     # Requests for a model that arrive while its queued job has not started join that job (one run
     # for all of them); at most this many requests per job. 0 turns coalescing off.
     coalesce_max_requests: int = Field(1000, ge=0)
@@ -79,6 +83,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def dataset_root_paths(self) -> list[Path]:
+        """The allowed roots, resolved (symlinks and ``..`` followed); empty entries ignored."""
+        return [Path(p).expanduser().resolve() for p in self.dataset_roots.split(os.pathsep) if p.strip()]
 
     @property
     def effective_redis_url(self) -> str:

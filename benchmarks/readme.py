@@ -136,12 +136,33 @@ def coalescing_section(path: Path) -> list[str]:
     ]
 
 
+def language_models_section(path: Path) -> list[str]:
+    from benchmarks.language_models.report import table_lines
+
+    data = json.loads(path.read_text())
+    m, st, c = data["machine"], data["storage"], data["canaries"]
+    return [
+        f"Language-model benchmark (`{data['command']}`, [details](benchmarks/results/"
+        f"language-models-{data['profile']}.md)): byte-level GPT-2, {st['parameters']:,} parameters, "
+        f"{c['inserted']} canaries of `{c['format']}` in the training documents, {c['forgotten']} forgotten; "
+        f"retrain {data['retrain_seconds']:.0f} s; {m['cpu']}, {m['cores']} cores. Exposure in bits "
+        f"(max {c['max_exposure']:.1f}), mean ± std over the canaries of each group.",
+        "",
+        *table_lines(data),
+        "",
+        f"First-epoch gradient storage: embedding only {st['embedding_gradient_bytes'] / 1e6:.1f} MB for all "
+        f"{data['counts']['documents']:,} documents; every layer would be "
+        f"{st['all_layers_gradient_bytes_estimate'] / 1e6:.0f} MB (computed).",
+    ]
+
+
 def section() -> str:
     lines = [START, ""]
     parts = (
         ("forgetting-mnist.json", forgetting_section),
         ("service.json", service_section),
         ("coalescing.json", coalescing_section),
+        ("language-models-tinyshakespeare.json", language_models_section),
     )
     for name, make in parts:
         path = RESULTS / name

@@ -21,7 +21,12 @@ PROBLEM_TYPES: dict[str, str] = {
     "not-training-samples": "Some sample IDs are in the dataset but not in its training split, so the "
     "model never learned from them.",
     "duplicate-sample-ids": "A dataset's sample IDs must be unique; `duplicate_sample_ids` lists them.",
-    "invalid-dataset": "The uploaded dataset file is not a valid .npz of the documented shape.",
+    "invalid-dataset": "The dataset file is not a valid .npz or JSON Lines file of the documented shape; "
+    "`detail` says what is wrong (for JSON Lines, on which line).",
+    "server-path-refused": "The request names a file on the server outside the directories the deployment "
+    "allows (UNLEARND_DATASET_ROOTS), or server paths are disabled there.",
+    "architecture-dataset-mismatch": "The architecture cannot train on this dataset: language models (gpt2) need "
+    "a text (JSON Lines) dataset, classifiers an array (.npz) dataset.",
     "invalid-weights": "The uploaded weights do not match the architecture: `missing_keys`, "
     "`unexpected_keys` and `shape_mismatches` name the tensors.",
     "idempotency-key-reused": "This Idempotency-Key was used before with a different request body.",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -9,12 +10,24 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.errors import Invalid, NotFound
 from app.core.ids import uuid7
+from app.core.server_paths import allowed_file
 from app.datasets import repository
 from app.datasets.builtin import BUILTIN, digits_arrays
 from app.datasets.tables import Dataset
 from app.db.types import utcnow
 from app.storage import get_artifact_store
-from workers.engine.datasets import ArrayDataset, DatasetFormatError, parse_npz, to_npz_bytes, validate_arrays
+from workers.engine.datasets import (
+    MAX_UNCOMPRESSED_BYTES,
+    ArrayDataset,
+    DatasetFormatError,
+    parse_npz,
+    to_npz_bytes,
+    validate_arrays,
+)
+from workers.engine.text import MAX_JSONL_BYTES, TextDataset, parse_jsonl
+
+TEXT_SUFFIXES = (".jsonl", ".ndjson")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip (the second: an empty one)
 
 
 def get_dataset(db: Session, dataset_id: uuid.UUID, *, tenant_id: str) -> Dataset:
@@ -25,9 +38,52 @@ def get_dataset(db: Session, dataset_id: uuid.UUID, *, tenant_id: str) -> Datase
     return ds
 
 
-def register_upload(db: Session, *, name: str, data: bytes, tenant_id: str, actor: str) -> Dataset:
+def file_format(filename: str | None, data: bytes) -> str:
+    """``arrays`` or ``text``: by the file name's suffix (.npz, .jsonl), else by the content (a zip
+    archive, or a first line that opens a JSON object); 422 when neither tells."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix == ".npz":
+        return "arrays"
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    if data.startswith(ZIP_MAGIC):
+        return "arrays"
+    if data.lstrip()[:1] == b"{":
+        return "text"
+    raise Invalid(
+        "the file is neither an .npz (arrays ids, x, y, optional split) nor JSON Lines (one "
+        '{"id": ..., "text": ...} object per line); name it .npz or .jsonl',
+        slug="invalid-dataset",
+        title="Unknown dataset format",
+    )
+
+
+def register_upload(
+    db: Session, *, name: str, data: bytes, filename: str | None, tenant_id: str, actor: str, source: str = "upload"
+) -> Dataset:
+    if file_format(filename, data) == "text":
+        docs = _parsed(parse_jsonl, data)
+        return _register_text(db, docs, data, name=name, source=source, tenant_id=tenant_id, actor=actor)
+    return _register(db, _parsed(parse_npz, data), name=name, source=source, tenant_id=tenant_id, actor=actor)
+
+
+def register_server_path(db: Session, *, name: str, path: str, tenant_id: str, actor: str) -> Dataset:
+    """A file already on the server, under an allowed root: its content is copied into the artifact
+    store (content-addressed), so later changes to the file do not change the dataset."""
+    resolved = allowed_file(path, field="server_path")
+    limit = max(MAX_JSONL_BYTES, MAX_UNCOMPRESSED_BYTES)
+    if resolved.stat().st_size > limit:
+        raise Invalid(f"the file is larger than {limit} bytes", slug="invalid-dataset", title="Invalid dataset file")
+    data = resolved.read_bytes()
+    return register_upload(
+        db, name=name, data=data, filename=resolved.name, tenant_id=tenant_id, actor=actor, source="server_path"
+    )
+
+
+def _parsed(parse, data: bytes):
+    """The parser's result; its format errors (which name the line, never echo document text) -> 422."""
     try:
-        arrays = parse_npz(data)
+        return parse(data)
     except DatasetFormatError as exc:
         if exc.duplicates:
             raise Invalid(
@@ -38,7 +94,6 @@ def register_upload(db: Session, *, name: str, data: bytes, tenant_id: str, acto
                 duplicate_count=exc.duplicate_count,
             ) from None
         raise Invalid(str(exc), slug="invalid-dataset", title="Invalid dataset file") from None
-    return _register(db, arrays, name=name, source="upload", tenant_id=tenant_id, actor=actor)
 
 
 def register_builtin(db: Session, *, builtin: str, name: str | None, tenant_id: str, actor: str) -> Dataset:
@@ -56,6 +111,7 @@ def _register(db: Session, arrays: ArrayDataset, *, name: str, source: str, tena
         tenant_id=tenant_id,
         name=name,
         source=source,
+        format="arrays",
         artifact_key=stored.key,
         sha256=stored.sha256,
         size_bytes=stored.size,
@@ -67,23 +123,54 @@ def _register(db: Session, arrays: ArrayDataset, *, name: str, source: str, tena
         created_at=utcnow(),
     )
     repository.add(db, ds, arrays.ids, arrays.y, arrays.split)
+    _audit_registered(db, ds, actor)
+    return ds
+
+
+def _register_text(
+    db: Session, docs: TextDataset, data: bytes, *, name: str, source: str, tenant_id: str, actor: str
+) -> Dataset:
+    # Stored as sent: the worker parses the same bytes the same way (a missing split is a stable hash).
+    stored = get_artifact_store().put_bytes(data, kind="datasets", suffix=".jsonl")
+    ds = Dataset(
+        id=uuid7(),
+        tenant_id=tenant_id,
+        name=name,
+        source=source,
+        format="text",
+        artifact_key=stored.key,
+        sha256=stored.sha256,
+        size_bytes=stored.size,
+        num_rows=len(docs),
+        classes=[],
+        splits=docs.split_counts(),
+        input_shape=[],
+        x_dtype="text",
+        created_at=utcnow(),
+    )
+    repository.add(db, ds, docs.ids, np.zeros(len(docs), dtype=np.int64), docs.split)
+    _audit_registered(db, ds, actor)
+    return ds
+
+
+def _audit_registered(db: Session, ds: Dataset, actor: str) -> None:
     audit.record(
         db,
         action="dataset.registered",
         actor=actor,
-        tenant_id=tenant_id,
+        tenant_id=ds.tenant_id,
         entity_type="dataset",
         entity_id=ds.id,
         payload={
-            "name": name,
-            "source": source,
-            "sha256": stored.sha256,
-            "rows": len(arrays),
+            "name": ds.name,
+            "source": ds.source,
+            "format": ds.format,
+            "sha256": ds.sha256,
+            "rows": ds.num_rows,
             "classes": len(ds.classes),
             "splits": ds.splits,
         },
     )
-    return ds
 
 
 def check_forget_samples(db: Session, dataset: Dataset, sample_ids: Sequence[str]) -> None:
@@ -107,6 +194,21 @@ def check_forget_samples(db: Session, dataset: Dataset, sample_ids: Sequence[str
             title="Not training samples",
             sample_ids=untrained[:100],
             count=len(untrained),
+        )
+
+
+def check_held_out_samples(db: Session, dataset: Dataset, sample_ids: Sequence[str], *, field: str) -> None:
+    """422 unless every ID is a held-out (test or val) sample of the dataset: data the model never saw."""
+    splits = repository.splits_of(db, dataset.id, sample_ids)
+    unknown = [s for s in sample_ids if s not in splits]
+    trained = [s for s in sample_ids if splits.get(s) == "train"]
+    if unknown or trained:
+        raise Invalid(
+            f"{field} must name held-out (test or val) samples of dataset {dataset.id}: "
+            f"{len(unknown)} unknown, {len(trained)} in the training split",
+            title="Not held-out samples",
+            unknown_sample_ids=unknown[:100],
+            training_sample_ids=trained[:100],
         )
 
 

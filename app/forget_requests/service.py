@@ -28,8 +28,8 @@ from app.jobs.states import TERMINAL
 from app.models import service as models
 from app.models.tables import Model
 from app.settings import get_settings
-from workers.engine import architectures
 from workers.engine.methods import METHODS, get_method
+from workers.engine.methods.base import MethodNotApplicable
 
 
 @dataclass
@@ -105,6 +105,7 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
     method = get_method(body.method)
     _check_method(method, scope_type, model)
     _check_layers(db, model, getattr(body.params, "layers", None))
+    _check_calibration_documents(db, model, getattr(body.params, "calibration_documents", None))
 
     now = utcnow()
     fr = ForgetRequest(
@@ -175,6 +176,12 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
 
 def _check_scope(db: Session, model: Model, scope_type: str, values: list) -> None:
     dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
+    if scope_type == "class_labels" and dataset.format == "text":
+        raise Invalid(
+            f"model {model.id} is a language model: a language model has no classes; name documents "
+            "(scope sample_ids with the documents' IDs)",
+            title="No classes in a language model",
+        )
     if scope_type == "sample_ids":
         limit = get_settings().max_ids_per_request
         if len(values) > limit:
@@ -196,6 +203,19 @@ def _check_scope(db: Session, model: Model, scope_type: str, values: list) -> No
 
 
 def _check_method(method, scope_type: str, model: Model) -> None:
+    kind = models.kind_of(model.architecture)
+    if kind not in method.kinds:
+        try:
+            method.check_applicable(scope_type, model.update_log_id is not None, kind)
+        except MethodNotApplicable as exc:
+            raise ProblemError(
+                422,
+                "method-not-applicable",
+                "Method does not serve this model",
+                str(exc),
+                model_kind=kind,
+                usable_methods=[m.name for m in METHODS.values() if kind in m.kinds and scope_type in m.scopes],
+            ) from None
     if scope_type not in method.scopes:
         raise ProblemError(
             422,
@@ -205,7 +225,9 @@ def _check_method(method, scope_type: str, model: Model) -> None:
             supported_scopes=sorted(method.scopes),
         )
     if method.needs_update_log and model.update_log_id is None:
-        usable = [m.name for m in METHODS.values() if scope_type in m.scopes and not m.needs_update_log]
+        usable = [
+            m.name for m in METHODS.values() if scope_type in m.scopes and kind in m.kinds and not m.needs_update_log
+        ]
         why = (
             "it was not trained by the service with an update log (set update_log when registering)"
             if model.update_log_spec is None
@@ -220,15 +242,27 @@ def _check_method(method, scope_type: str, model: Model) -> None:
         )
 
 
+def _check_calibration_documents(db: Session, model: Model, ids: list[str] | None) -> None:
+    """gradient_ascent's calibration_documents: held-out documents of the model's text dataset."""
+    if not ids:
+        return
+    if models.kind_of(model.architecture) != "language_model":
+        raise Invalid("params.calibration_documents applies to language models only", title="Not a language model")
+    dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
+    datasets.check_held_out_samples(db, dataset, ids, field="params.calibration_documents")
+
+
 def _check_layers(db: Session, model: Model, layers: list[str] | None) -> None:
     """A method's ``layers`` must name layers of the model (else its job could only fail later)."""
     if not layers:
         return
     dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
-    shapes = architectures.expected_tensors(
-        model.architecture, model.arch_config, tuple(dataset.input_shape), max(dataset.classes) + 1
-    )
-    unknown = [n for n in layers if not any(k == n or k.startswith(n + ".") for k in shapes)]
+    shapes = models.tensor_layout(model.architecture, model.arch_config, dataset)
+    unknown = []
+    for name in layers:
+        prefixes = models.layer_prefixes(model.architecture, [name]) or []  # None: "all" of a language model
+        if not all(any(k == p or k.startswith(p + ".") for k in shapes) for p in prefixes):
+            unknown.append(name)
     if unknown:
         known = sorted({k.rsplit(".", 1)[0] for k in shapes})
         raise Invalid(

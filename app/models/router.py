@@ -33,9 +33,14 @@ def _model_out(db, model) -> ModelOut:
 @router.get("/architectures", response_model=list[ArchitectureOut], summary="Architectures a model can use")
 def list_architectures(caller: ModelsReader):
     return [
-        ArchitectureOut(name=a.name, description=a.description, config_schema=a.config_model.model_json_schema())
+        ArchitectureOut(
+            name=a.name,
+            description=a.description,
+            kind=a.kind,
+            dataset_format=service.DATASET_FORMAT.get(a.kind, "arrays"),
+            config_schema=a.config_model.model_json_schema(),
+        )
         for a in architectures.registry().values()
-        if a.kind == "classifier"  # language models need text datasets, which the API does not take yet
     ]
 
 

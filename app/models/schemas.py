@@ -26,7 +26,9 @@ class ModelSpec(BaseModel):
     update_log: RecorderConfig | None = Field(
         None,
         description="Record every training step's update while the service trains the model (needed by "
-        "amnesiac and partial_amnesiac). Not available for uploaded weights.",
+        "amnesiac and partial_amnesiac). Not available for uploaded weights. `first_epoch_gradients: []` "
+        "records a language model's token embedding (its default layers); a gpt2 model also takes its group "
+        "names (embedding, positions, block0.., final_norm), stored as the parameter prefixes they stand for.",
     )
 
 
@@ -71,6 +73,8 @@ class VersionOut(BaseModel):
 class ArchitectureOut(BaseModel):
     name: str
     description: str
+    kind: str = Field(description="classifier, or language_model (gpt2: its classes are the tokenizer's vocabulary).")
+    dataset_format: str = Field(description="The datasets it trains on: arrays (.npz) or text (JSON Lines).")
     config_schema: dict[str, Any]
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.errors import Conflict, Gone, Invalid, NotFound, ProblemError, pydantic_errors
 from app.core.ids import uuid7
+from app.core.server_paths import allowed_file
 from app.datasets import service as datasets
 from app.datasets.tables import Dataset
 from app.db.types import utcnow
@@ -22,6 +23,8 @@ from app.models.tables import Model, ModelVersion
 from app.models.weights import check_against, tensor_shapes
 from app.storage import StoredArtifact, get_artifact_store
 from workers.engine import architectures
+from workers.engine.architectures.gpt2 import EMBEDDING_LAYERS, GPT2ArchConfig, resolve_layer_groups, tokenizer_for
+from workers.engine.update_log import RecorderConfig
 
 
 def get_model(db: Session, model_id: uuid.UUID, *, tenant_id: str) -> Model:
@@ -43,40 +46,119 @@ def _version_of(db: Session, model: Model, version: int) -> ModelVersion:
     return found
 
 
+DATASET_FORMAT = {"classifier": "arrays", "language_model": "text"}  # what each kind of architecture trains on
+
+
+def kind_of(architecture: str) -> str:
+    """``classifier`` or ``language_model`` (an architecture not in the registry counts as a classifier)."""
+    found = architectures.registry().get(architecture)
+    return found.kind if found is not None else "classifier"
+
+
+def layer_prefixes(architecture: str, layers: list[str]) -> list[str] | None:
+    """Layer names as parameter-name prefixes: a language model's group names (embedding, block0, ...)
+    resolved; None for "all of them"."""
+    return resolve_layer_groups(layers) if kind_of(architecture) == "language_model" else layers
+
+
 def _check_spec(db: Session, spec: ModelSpec, tenant_id: str) -> tuple[Dataset, dict[str, tuple[int, ...]]]:
-    """The dataset exists, the name is free, and the architecture builds for this data and config."""
+    """The dataset exists and suits the architecture, the name is free, and the architecture builds
+    for this data and config."""
     dataset = datasets.get_dataset(db, spec.dataset_id, tenant_id=tenant_id)
-    if (
-        spec.architecture in architectures.registry()
-        and architectures.get_architecture(spec.architecture).kind != "classifier"
-    ):
-        raise Invalid(
-            f"{spec.architecture!r} is a language model: it trains on text (JSON Lines) datasets, which the "
-            "service does not take yet; models here are classifiers of .npz datasets",
-            title="Architecture not served",
-        )
+    if spec.architecture in architectures.registry():
+        _check_dataset_format(kind_of(spec.architecture), spec.architecture, dataset)
     try:
-        shapes = architectures.expected_tensors(
-            spec.architecture, spec.config, tuple(dataset.input_shape), max(dataset.classes) + 1
-        )
+        shapes = tensor_layout(spec.architecture, spec.config, dataset)
     except ValidationError as exc:
         raise ProblemError(
             422,
             "validation-error",
             "Invalid architecture config",
             f"the config does not fit architecture {spec.architecture!r}",
-            errors=pydantic_errors(exc.errors(), ("body", "config")),
+            errors=pydantic_errors(exc.errors(include_input=False), ("body", "config")),
         ) from None
     except architectures.ArchitectureError as exc:
         raise Invalid(str(exc), title="Unusable architecture") from None
     if spec.update_log is not None:
+        spec.update_log = _resolve_gradient_layers(spec.update_log, spec.architecture)
         _check_layers(spec.update_log, shapes)
     if repository.get_by_name(db, tenant_id, spec.name) is not None:
         raise Conflict(f"a model named {spec.name!r} already exists")
     return dataset, shapes
 
 
-def _check_layers(config, shapes: dict[str, tuple[int, ...]]) -> None:
+def _check_dataset_format(kind: str, architecture: str, dataset: Dataset) -> None:
+    wanted = DATASET_FORMAT.get(kind)
+    if wanted is not None and dataset.format != wanted:
+        what = {"arrays": "an array (.npz) dataset", "text": "a text (JSON Lines) dataset"}
+        raise Invalid(
+            f"{architecture!r} is a {kind.replace('_', ' ')}: it trains on {what[wanted]}, and dataset "
+            f"{dataset.id} is {what[dataset.format]}",
+            slug="architecture-dataset-mismatch",
+            title="Architecture does not fit the dataset",
+            architecture_kind=kind,
+            dataset_format=dataset.format,
+        )
+
+
+def tensor_layout(architecture: str, config: dict[str, Any], dataset: Dataset) -> dict[str, tuple[int, ...]]:
+    """The tensors (names, shapes) a checkpoint of this architecture holds for this dataset. A
+    classifier's input shape and classes come from the dataset; a language model's input is
+    (context_length,) and its classes are its tokenizer's vocabulary (BPE files only from allowed
+    server directories). Raises pydantic.ValidationError / ArchitectureError."""
+    if dataset.format != "text":
+        return architectures.expected_tensors(
+            architecture, config, tuple(dataset.input_shape), max(dataset.classes) + 1
+        )
+    cfg = architectures.parse_config(architecture, config)
+    return architectures.expected_tensors(architecture, config, (cfg.context_length,), _vocab_size(cfg))
+
+
+def _vocab_size(cfg: GPT2ArchConfig) -> int:
+    if cfg.tokenizer == "byte":
+        return tokenizer_for(cfg).vocab_size
+    vocab = allowed_file(cfg.bpe_vocab_path, field="config.bpe_vocab_path")
+    merges = allowed_file(cfg.bpe_merges_path, field="config.bpe_merges_path")
+    try:
+        resolved = cfg.model_copy(update={"bpe_vocab_path": str(vocab), "bpe_merges_path": str(merges)})
+        return tokenizer_for(resolved).vocab_size
+    except Exception as exc:  # a malformed vocab.json / merges.txt: say so, without echoing its content
+        raise Invalid(
+            f"the BPE tokenizer files could not be loaded ({type(exc).__name__}): bpe_vocab_path must be a "
+            "GPT-2 vocab.json and bpe_merges_path its merges.txt",
+            title="Unusable tokenizer files",
+        ) from None
+
+
+def _resolve_gradient_layers(config: RecorderConfig, architecture: str) -> RecorderConfig:
+    """``first_epoch_gradients: []`` asks for the architecture's default layers: a language model's
+    token embedding (what gradient ascent restricted to the embedding needs); a classifier has no
+    default. A language model's group names (``embedding``, ``block0``, ...) become the parameter
+    prefixes they stand for, so the stored spec says exactly what is recorded."""
+    layers = config.first_epoch_gradients
+    if layers is None:
+        return config
+    is_lm = kind_of(architecture) == "language_model"
+    if not layers:
+        if not is_lm:
+            raise Invalid(
+                "update_log.first_epoch_gradients is empty: name the layers to record (only language models "
+                "have a default, their token embedding)",
+                title="Unknown layers",
+            )
+        layers = list(EMBEDDING_LAYERS)
+    elif is_lm:
+        layers = resolve_layer_groups(layers)
+        if layers is None:  # "all"
+            raise Invalid(
+                "update_log.first_epoch_gradients: per-sample gradients of every parameter of a language model "
+                "are too large to keep; name layers (default: the embedding)",
+                title="Unknown layers",
+            )
+    return config.model_copy(update={"first_epoch_gradients": layers})
+
+
+def _check_layers(config: RecorderConfig, shapes: dict[str, tuple[int, ...]]) -> None:
     """Layer names in an update-log spec must name layers of the architecture."""
     named = [*(config.first_epoch_gradients or []), *config.top_p_per_layer]
     unknown = [n for n in named if not any(k == n or k.startswith(n + ".") for k in shapes)]

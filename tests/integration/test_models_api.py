@@ -128,14 +128,3 @@ def test_resnet18_trains_through_the_service(client, digits_dataset):
     job = wait_job(client, resp.json()["training_job_id"])
     assert job["state"] == "SUCCEEDED", job
     assert job["metrics"]["test_accuracy"] > 0.3  # one epoch of a tiny ResNet: well above chance (0.1)
-
-
-def test_language_models_are_not_served_until_text_datasets_are(client, digits_dataset):
-    """gpt2 is in the engine's registry (issue: language models), but the service trains classifiers
-    of .npz datasets: it does not list gpt2, and refuses it with the reason, registering nothing."""
-    assert "gpt2" not in {a["name"] for a in client.get("/v1/architectures").json()}
-    before = client.get("/v1/models", params={"page_size": 200}).json()["items"]
-    spec = {"name": "lm", "dataset_id": digits_dataset["id"], "architecture": "gpt2", "config": {}}
-    body = assert_problem(client.post("/v1/models", json=spec), 422, "validation-error")
-    assert body["title"] == "Architecture not served" and "language model" in body["detail"]
-    assert client.get("/v1/models", params={"page_size": 200}).json()["items"] == before

@@ -18,6 +18,7 @@ from workers.engine.lm_metrics import (
     canary_log_perplexity,
     exact_match_rate,
     exposure,
+    exposures,
     log_perplexities,
     make_canaries,
     perplexity,
@@ -177,3 +178,12 @@ def test_exposure_over_explicit_candidates(trained, canary):
     result = canary_exposure(trained, TOK, canary, FMT, candidates=[canary, *others])
     assert result.space == len({canary, *others})
     assert result.rank == 1 and result.exposure == pytest.approx(math.log2(result.space))
+
+
+def test_exposures_of_many_canaries_score_the_format_once_and_agree_with_one_at_a_time(trained, canary):
+    others = make_canaries(3, FMT, np.random.default_rng(5))
+    together = exposures(trained, TOK, [canary, *others], FMT)
+    one_by_one = [canary_exposure(trained, TOK, c, FMT) for c in [canary, *others]]
+    assert [t.rank for t in together] == [o.rank for o in one_by_one]
+    assert [t.exposure for t in together] == pytest.approx([o.exposure for o in one_by_one])
+    assert together[0].exposure >= 0.8 * math.log2(10_000)

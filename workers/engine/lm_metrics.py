@@ -233,15 +233,21 @@ def make_canaries(n: int, fmt: str | CanaryFormat, rng: np.random.Generator | in
     return [f.fill(int(v)) for v in values]
 
 
-def _canary_ids(tokenizer: Tokenizer, text: str) -> list[int]:
-    """The text's tokens after the end-of-sequence token (a document start), which is context only."""
+def _canary_ids(tokenizer: Tokenizer, text: str, at_block_start: bool = False) -> list[int]:
+    """The text's tokens after the end-of-sequence token (a document start), which is context only;
+    ``at_block_start``: no context at all, as text that opens a training block is seen (packed
+    blocks start with a document's first token; the first token then is context only)."""
     eos = getattr(tokenizer, "eos_id", None)
-    return ([eos] if eos is not None else []) + list(tokenizer.encode(text))
+    return ([eos] if eos is not None and not at_block_start else []) + list(tokenizer.encode(text))
 
 
 @torch.inference_mode()
 def log_perplexities(
-    model: nn.Module, tokenizer: Tokenizer, texts: list[str], batch_size: int = CANARY_BATCH
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    texts: list[str],
+    batch_size: int = CANARY_BATCH,
+    at_block_start: bool = False,
 ) -> np.ndarray:
     """-log2 Pr(text) under the model for each text, batched (texts of unequal token length are
     right-padded; causal attention keeps the padding out of the real tokens' predictions)."""
@@ -249,7 +255,7 @@ def log_perplexities(
     out: list[np.ndarray] = []
     with _EvalMode(model):
         for i in range(0, len(texts), batch_size):
-            ids, mask = _pad([_canary_ids(tokenizer, t) for t in texts[i : i + batch_size]])
+            ids, mask = _pad([_canary_ids(tokenizer, t, at_block_start) for t in texts[i : i + batch_size]])
             nats = _token_nll(model, ids.to(device), mask.to(device))
             out.append((nats / math.log(2)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
@@ -337,3 +343,26 @@ def exposure(
 ) -> float:
     """Carlini et al. 2019 exposure in bits, ``log2 |R| - log2 rank`` (see ``canary_exposure``)."""
     return canary_exposure(model, tokenizer, canary, fmt, candidates, sample, rng, batch_size).exposure
+
+
+def exposures(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    canaries: list[str],
+    fmt: str | CanaryFormat,
+    batch_size: int = CANARY_BATCH,
+    at_block_start: bool = False,
+) -> list[Exposure]:
+    """Exact exposure of several canaries of one format, scoring every string of the format once
+    (``canary_exposure`` scores them per canary: N times the work for N canaries).
+    ``at_block_start``: score them as training saw them when they opened a block (no ``<eos>``)."""
+    f = _format(fmt)
+    if f.space > EXACT_EXPOSURE_LIMIT:
+        raise ValueError(f"exact exposure scores every string: {f.space} is above {EXACT_EXPOSURE_LIMIT}")
+    scores = log_perplexities(model, tokenizer, [f.fill(v) for v in range(f.space)], batch_size, at_block_start)
+    out = []
+    for canary in canaries:
+        own = scores[f.value_of(canary)]
+        rank = 1.0 + float((scores < own).sum())  # the canary itself is not below its own score
+        out.append(Exposure(math.log2(f.space) - math.log2(rank), rank, f.space, f.space - 1, True, float(own)))
+    return out

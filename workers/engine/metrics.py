@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from workers.engine.evaluation import EVAL_BATCH, accuracy
+from workers.engine.objectives import CLASSIFICATION, Objective
 from workers.engine.tensors import LabelledTensors
 
 MIA_MIN_PER_SIDE = 5
@@ -39,8 +40,26 @@ def per_sample_outputs(
     return torch.cat(correct).cpu().numpy(), torch.cat(losses).float().cpu().numpy()
 
 
-def per_sample_losses(model: nn.Module, data: LabelledTensors, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    return per_sample_outputs(model, data, batch_size)[1]
+LM_LOSS_BATCH = 64  # blocks per forward pass: logits are [batch, context, vocab]
+
+
+@torch.inference_mode()
+def per_sample_losses(
+    model: nn.Module, data: LabelledTensors, batch_size: int | None = None, objective: Objective = CLASSIFICATION
+) -> np.ndarray:
+    """Loss per row: cross-entropy for a classifier; for a language model (``CAUSAL_LM``) each
+    block's mean next-token NLL over its real target tokens (``objective.loss(reduction="none")``)."""
+    if objective.name == "classification":
+        return per_sample_outputs(model, data, batch_size or EVAL_BATCH)[1]
+    batch_size = batch_size or LM_LOSS_BATCH
+    was_training = model.training
+    model.eval()
+    losses = [
+        objective.loss(model, data.x[i : i + batch_size], data.y[i : i + batch_size], reduction="none")
+        for i in range(0, len(data), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(losses).float().cpu().numpy() if losses else np.zeros(0, dtype=np.float32)
 
 
 def verification(
@@ -67,7 +86,12 @@ def verification(
 
 
 def membership_inference(
-    model: nn.Module, members: LabelledTensors, non_members: LabelledTensors | None, seed: int = 0, splits: int = 10
+    model: nn.Module,
+    members: LabelledTensors,
+    non_members: LabelledTensors | None,
+    seed: int = 0,
+    splits: int = 10,
+    objective: Objective = CLASSIFICATION,
 ) -> dict[str, float | int] | None:
     """Can an attacker tell the forget set from unseen data by the model's loss on each sample?
 
@@ -78,7 +102,12 @@ def membership_inference(
     """
     if non_members is None:
         return None
-    return mia_from_losses(per_sample_losses(model, members), per_sample_losses(model, non_members), seed, splits)
+    return mia_from_losses(
+        per_sample_losses(model, members, objective=objective),
+        per_sample_losses(model, non_members, objective=objective),
+        seed,
+        splits,
+    )
 
 
 def mia_from_losses(
@@ -107,10 +136,22 @@ def mia_from_losses(
     }
 
 
-def mean_loss(model: nn.Module, data: LabelledTensors | None) -> float | None:
+def mean_loss(model: nn.Module, data: LabelledTensors | None, objective: Objective = CLASSIFICATION) -> float | None:
+    """The set's ``objective.loss(reduction="mean")``: mean cross-entropy over rows for a classifier,
+    mean NLL over every real target token for a language model (log-perplexity in nats)."""
     if data is None or len(data) == 0:
         return None
-    return float(per_sample_losses(model, data).mean())
+    if objective.name == "classification":
+        return float(per_sample_losses(model, data).mean())
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(data), LM_LOSS_BATCH):
+            part, n = objective.token_totals(model, data.x[i : i + LM_LOSS_BATCH], data.y[i : i + LM_LOSS_BATCH])
+            total, count = total + float(part), count + n
+    model.train(was_training)
+    return total / count if count else None
 
 
 def weight_distance(model: nn.Module, reference: nn.Module) -> float:

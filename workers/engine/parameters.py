@@ -19,6 +19,9 @@ LayerName = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 ]
 
+# A document's ID as text datasets allow them (workers.engine.text): printable, at most 200 characters.
+DocumentId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
 
 class ParameterSelectionError(ValueError):
     pass

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
 from workers.engine.datasets import (
     MAX_ID_LENGTH,
@@ -33,6 +34,7 @@ from workers.engine.datasets import (
     _check_ids,
     _hash_split,
 )
+from workers.engine.tensors import LabelledTensors
 
 MAX_JSONL_BYTES = 1024**3
 MAX_DOCUMENTS = 1_000_000
@@ -300,6 +302,20 @@ def pack_dataset(ds: TextDataset, tokenizer: Tokenizer, context_length: int) -> 
     return pack_documents(ds.ids, ds.texts, tokenizer, context_length, ds.split)
 
 
+def lm_tensors(
+    blocks: PackedBlocks, rows: np.ndarray, device: torch.device | str = "cpu", with_ids: bool = False
+) -> LabelledTensors:
+    """Blocks ``rows`` as training / evaluation tensors for a causal LM (workers.engine.objectives):
+    ``x`` the token IDs (int64, ``[n, context_length]``: not floats, the model embeds them), ``y`` the
+    labels (the tokens, ``IGNORE_INDEX`` on padding) and, with ``with_ids``, ``ids`` each block's
+    document ID (what per-document batching, the update log and forgetting go by)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    x = torch.from_numpy(np.ascontiguousarray(blocks.tokens[rows])).long().to(device)
+    y = torch.from_numpy(np.ascontiguousarray(blocks.labels[rows])).long().to(device)
+    ids = blocks.doc_ids[rows].tolist() if with_ids else None
+    return LabelledTensors(x, y, ids)
+
+
 __all__ = [
     "IGNORE_INDEX",
     "BpeTokenizer",
@@ -308,6 +324,7 @@ __all__ = [
     "PackedBlocks",
     "TextDataset",
     "Tokenizer",
+    "lm_tensors",
     "load_jsonl",
     "make_tokenizer",
     "pack_dataset",

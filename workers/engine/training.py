@@ -4,12 +4,13 @@ single optimiser step they all share."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from workers.engine.objectives import CLASSIFICATION, Objective
 from workers.engine.parameters import EntryGuard
 from workers.engine.recipe import TrainingRecipe, make_optimizer
 from workers.engine.runtime import BatchRecord, Progress, TrainingDiverged
@@ -89,6 +90,49 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator):
     return [order[start : start + batch_size] for start in range(0, n, batch_size)]
 
 
+def document_rows(ids: Sequence[str]) -> list[torch.Tensor]:
+    """Row indices of each document (rows sharing an ID), ascending, documents in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for row, sid in enumerate(ids):
+        groups.setdefault(sid, []).append(row)
+    return [torch.tensor(rows, dtype=torch.long) for rows in groups.values()]
+
+
+def document_batches(
+    ids: Sequence[str] | list[torch.Tensor], batch_size: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """One epoch's batches with each document's rows kept together (language models: a row is a
+    block, ``ids[row]`` its document's ID), so that a document is seen in as few steps as possible.
+
+    Documents are taken in a seeded random order (CPU generator: same on every device); a batch
+    collects whole documents until it holds at least ``batch_size`` rows (so it may hold up to
+    ``2 * batch_size - 1``). A document of more than ``batch_size`` rows closes the open batch and
+    spans ``ceil(rows / batch_size)`` consecutive batches, its last part opening the next one. Every
+    row appears exactly once per epoch. ``ids`` may also be ``document_rows(ids)``, computed once.
+    """
+    groups = ids if len(ids) and isinstance(ids[0], torch.Tensor) else document_rows(ids)  # type: ignore[arg-type]
+    batches: list[torch.Tensor] = []
+    current: list[torch.Tensor] = []
+    held = 0
+    for d in torch.randperm(len(groups), generator=generator).tolist():
+        rows = groups[d]
+        if len(rows) > batch_size:
+            if current:
+                batches.append(torch.cat(current))
+            full = (len(rows) - 1) // batch_size * batch_size
+            batches += list(rows[:full].split(batch_size))
+            current, held = [rows[full:]], len(rows) - full
+        else:
+            current.append(rows)
+            held += len(rows)
+        if held >= batch_size:
+            batches.append(torch.cat(current))
+            current, held = [], 0
+    if current:
+        batches.append(torch.cat(current))
+    return batches
+
+
 def train(
     model: nn.Module,
     data: LabelledTensors,
@@ -102,10 +146,15 @@ def train(
     seed: int | None = None,
     observer: StepObserver | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    objective: Objective = CLASSIFICATION,
+    group_by_ids: bool = False,
 ) -> nn.Module:
-    """Minimise cross-entropy on ``data``; overrides default to the recipe's values.
+    """Minimise ``objective`` (cross-entropy for classifiers, next-token NLL for language models) on
+    ``data``; overrides default to the recipe's values.
 
     Shuffling uses its own seeded generator, so the batch order is a function of the seed alone.
+    ``group_by_ids`` (language models, ``data.ids`` holding each block's document ID) batches whole
+    documents (:func:`document_batches`) instead of independently shuffled rows.
     """
     epochs = recipe.epochs if epochs is None else epochs
     batch_size = recipe.batch_size if batch_size is None else batch_size
@@ -115,14 +164,22 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     stepper = Stepper(params, optimizer or make_optimizer(params, recipe, lr), progress)
     generator = torch.Generator().manual_seed(seed)
+    if group_by_ids:
+        if data.ids is None:
+            raise ValueError("group_by_ids needs data.ids (each row's document ID)")
+        groups = document_rows(data.ids)
     model.train()
     for epoch in range(epochs):
-        for batch, rows in enumerate(shuffled_batches(len(data), batch_size, generator)):
+        if group_by_ids:
+            batches = document_batches(groups, batch_size, generator)
+        else:
+            batches = shuffled_batches(len(data), batch_size, generator)
+        for batch, rows in enumerate(batches):
             progress.check_cancel()
             device_rows = rows.to(data.device)
             if observer:
                 observer.before_step(model, epoch, batch, rows)
-            loss = F.cross_entropy(model(data.x[device_rows]), data.y[device_rows])
+            loss = objective.loss(model, data.x[device_rows], data.y[device_rows])
             stepper.step(loss, phase=phase, epoch=epoch, batch=batch, samples=len(rows))
             if observer:
                 observer.after_step(model, epoch, batch, rows)

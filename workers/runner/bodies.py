@@ -1,5 +1,6 @@
 """What a train job and an unlearn job do between claim and finish: build the inputs, run the engine,
-measure. The orchestration around them (claim, verifying, the final transaction) is in execute.py."""
+measure. The orchestration around them (claim, verifying, the final transaction) is in execute.py.
+These are the classifier bodies; a language model's are in lm_bodies.py (:func:`bodies_for` picks)."""
 
 from __future__ import annotations
 
@@ -55,16 +56,9 @@ def train_body(
     test = inputs.tensors(ds.rows("test"), device)
     with standard_layout(model):
         metrics = accuracies(model, {"train": data, "test": test})
-    metrics.update(_cost(progress, wall, device), counts={"train": len(data), "test": len(test)})
+    metrics.update(cost(progress, wall, device), counts={"train": len(data), "test": len(test)})
     if manifest is not None:
-        metrics["update_log"] = {
-            "mode": manifest.config.mode,
-            "steps": len(manifest.entries),
-            "stored_bytes": manifest.stored_bytes,
-            "dense_bytes": manifest.dense_bytes,
-            "storage_ratio": round(manifest.storage_ratio, 6),
-            "gradient_bytes": manifest.gradient_bytes,
-        }
+        metrics["update_log"] = update_log_metrics(manifest)
     return Result(model, metrics, update_log=manifest)
 
 
@@ -86,7 +80,7 @@ def unlearn_body(
     }
     if class_scope:
         sets["forget_class_test"] = inputs.tensors(ds.rows("test", labels=inputs.scope_values), device)
-    eval_sets = {**sets, "retain": _sample(sets["retain"], get_settings().eval_retain_max_rows)}
+    eval_sets = {**sets, "retain": sample_rows(sets["retain"], get_settings().eval_retain_max_rows)}
     unseen = inputs.tensors(ds.rows("test", labels=np.unique(ds.y[forget_rows])), device)
 
     source = inputs.load_source_model(device)
@@ -111,7 +105,7 @@ def unlearn_body(
     verifying()
     metrics = _verification(model, eval_sets, unseen)
     metrics.update(before=before, counts={k: len(v) for k, v in eval_sets.items()}, **task.extra_metrics)
-    metrics.update(_cost(progress, wall, device))
+    metrics.update(cost(progress, wall, device))
     return Result(model, metrics, consumed_steps=task.consumed_log_steps)
 
 
@@ -122,14 +116,25 @@ def _verification(model: nn.Module, sets: dict[str, LabelledTensors], unseen: La
         return verification(model, sets, "forget", unseen)
 
 
-def _sample(data: LabelledTensors, max_rows: int) -> LabelledTensors:
+def sample_rows(data: LabelledTensors, max_rows: int) -> LabelledTensors:
     if len(data) <= max_rows:
         return data
     rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:max_rows]
     return data.subset(rows)
 
 
-def _cost(progress: Progress, wall: float, device: torch.device) -> dict[str, Any]:
+def update_log_metrics(manifest: UpdateLogManifest) -> dict[str, Any]:
+    return {
+        "mode": manifest.config.mode,
+        "steps": len(manifest.entries),
+        "stored_bytes": manifest.stored_bytes,
+        "dense_bytes": manifest.dense_bytes,
+        "storage_ratio": round(manifest.storage_ratio, 6),
+        "gradient_bytes": manifest.gradient_bytes,
+    }
+
+
+def cost(progress: Progress, wall: float, device: torch.device) -> dict[str, Any]:
     return {
         "wall_time_s": round(wall, 4),
         "steps": progress.step,
@@ -137,3 +142,12 @@ def _cost(progress: Progress, wall: float, device: torch.device) -> dict[str, An
         "peak_memory_bytes": peak_memory_bytes(device),
         "device": str(device),
     }
+
+
+def bodies_for(kind: str) -> tuple[Callable[..., Result], Callable[..., Result]]:
+    """(train body, unlearn body) of an architecture kind."""
+    if kind == "language_model":
+        from workers.runner import lm_bodies
+
+        return lm_bodies.train_body, lm_bodies.unlearn_body
+    return train_body, unlearn_body

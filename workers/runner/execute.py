@@ -27,7 +27,7 @@ from workers.engine import checkpoints
 from workers.engine.device import pick_device, reset_peak_memory
 from workers.engine.runtime import Cancelled, Progress, TrainingDiverged
 from workers.housekeeping import purge_retired_versions, purge_update_logs
-from workers.runner.bodies import train_body, unlearn_body
+from workers.runner.bodies import bodies_for
 from workers.runner.db_retry import with_db_retry
 from workers.runner.inputs import load_inputs
 from workers.runner.reporting import Heartbeat, JobReporter, LostOwnership
@@ -76,6 +76,7 @@ def _run_claimed(job: Job, actor: str) -> None:
         inputs = load_inputs(job)
         reset_peak_memory(device)
         started = time.perf_counter()
+        train_body, unlearn_body = bodies_for(inputs.kind)
         body = train_body if job.kind == "train" else unlearn_body
         result = body(job, inputs, device, progress, started, lambda: _enter_verifying(job, reporter, actor))
         artifact = get_artifact_store().put_bytes(

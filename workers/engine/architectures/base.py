@@ -25,7 +25,7 @@ class Architecture:
     config_model: type[ArchitectureConfig]
     # build(config, input_shape, num_classes) -> module
     build: Callable[[ArchitectureConfig, tuple[int, ...], int], nn.Module]
-    # "classifier" (trained on .npz datasets) or "language_model" (text; not served by the API yet)
+    # "classifier" (trained on .npz array datasets) or "language_model" (JSON Lines text datasets)
     kind: str = "classifier"
 
 

@@ -55,6 +55,8 @@ def run_subtraction(task: UnlearningTask, params: AmnesiacParams, prune_top_p: f
             epochs=epochs,
             lr=params.repair_lr,
             seed=params.seed,
+            objective=task.objective,
+            group_by_ids=task.is_language_model,
         )
     task.extra_metrics.update(
         update_log_mode=log.config.mode if prune_top_p is None else f"{log.config.mode}, pruned on read",

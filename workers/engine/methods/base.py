@@ -3,6 +3,11 @@
 A method receives an :class:`UnlearningTask` (the model, the forget set, the retain data, the
 recipe, callbacks through ``progress``) and its validated params, and returns the unlearned model.
 It reports per-batch records and honours cancellation through ``task.progress``.
+
+Model kinds: a ``"classifier"`` (the default) or a ``"language_model"`` (``task.kind``; its
+``task.objective`` is ``CAUSAL_LM``, its rows are packed blocks with ``x`` token IDs, ``y`` labels and
+``ids`` the document IDs, see ``workers.engine.text.lm_tensors``). A method lists the kinds it serves
+in ``kinds``; for a language model the only scope is ``"sample_ids"`` (document IDs).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from workers.engine.objectives import Objective, objective_for
 from workers.engine.recipe import TrainingRecipe
 from workers.engine.runtime import Progress
 from workers.engine.tensors import LabelledTensors
 from workers.engine.update_log import UpdateLogReader
 
 Scope = Literal["sample_ids", "class_labels"]
+Kind = Literal["classifier", "language_model"]
 
 
 class MethodParams(BaseModel):
@@ -46,14 +53,30 @@ class UnlearningTask:
     update_log: UpdateLogReader | None = None  # recorded training updates, for methods that need them
     extra_metrics: dict[str, Any] = field(default_factory=dict)  # what the method wants reported
     consumed_log_steps: list[int] = field(default_factory=list)  # logged steps the method subtracted
+    kind: Kind = "classifier"  # the architecture's kind
+    objective: Objective | None = None  # what training minimised; default: the kind's (objective_for)
+
+    def __post_init__(self) -> None:
+        if self.objective is None:
+            self.objective = objective_for(self.kind)
+
+    @property
+    def is_language_model(self) -> bool:
+        return self.kind == "language_model"
 
     def holdout_like_forget(self) -> LabelledTensors | None:
-        """Held-out samples of the forget set's classes: "comparable unseen data"."""
+        """Held-out samples of the forget set's classes: "comparable unseen data". For a language
+        model (no classes): the whole holdout (held-out text)."""
         if self.holdout is None:
             return None
+        if self.is_language_model:
+            return self.holdout if len(self.holdout) else None
         labels = torch.unique(self.forget.y)
         rows = torch.isin(self.holdout.y, labels).nonzero()[:, 0]
         return self.holdout.subset(rows) if len(rows) else None
+
+
+LANGUAGE_MODEL_METHODS = ("gradient_ascent", "finetune", "amnesiac", "partial_amnesiac", "retrain")
 
 
 class MethodNotApplicable(ValueError):
@@ -66,11 +89,25 @@ class UnlearningMethod(abc.ABC):
     Params: ClassVar[type[MethodParams]] = MethodParams
     scopes: ClassVar[frozenset[Scope]] = frozenset({"sample_ids", "class_labels"})
     needs_update_log: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = frozenset({"classifier", "language_model"})
+    # why a method that does not serve language models does not, and what does
+    not_for_language_models: ClassVar[str] = "it needs a classifier"
 
     def parse_params(self, params: dict[str, Any] | None) -> MethodParams:
         return self.Params.model_validate(params or {})
 
-    def check_applicable(self, scope: Scope, has_update_log: bool) -> None:
+    def check_applicable(self, scope: Scope, has_update_log: bool, kind: str = "classifier") -> None:
+        if kind not in self.kinds:
+            if kind == "language_model":
+                raise MethodNotApplicable(
+                    f"{self.name} {self.not_for_language_models}; for language models use "
+                    f"{', '.join(LANGUAGE_MODEL_METHODS[:-1])} or {LANGUAGE_MODEL_METHODS[-1]}"
+                )
+            raise MethodNotApplicable(
+                f"{self.name} works only with {' or '.join(sorted(self.kinds))} models, not {kind}"
+            )
+        if kind == "language_model" and scope != "sample_ids":
+            raise MethodNotApplicable(f"language models forget documents: scope sample_ids (document IDs), not {scope}")
         if scope not in self.scopes:
             raise MethodNotApplicable(
                 f"{self.name} works only with scope {' or '.join(sorted(self.scopes))}, not {scope}"

@@ -35,4 +35,6 @@ class Finetune(UnlearningMethod):
             lr=params.lr,
             batch_size=params.batch_size,
             seed=params.seed,
+            objective=task.objective,
+            group_by_ids=task.is_language_model,
         )

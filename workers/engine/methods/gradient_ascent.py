@@ -10,8 +10,19 @@ forget set, optionally holding a retain term, and stop by a calibrated criterion
 - Calibrated stopping: for sample scope, ascend until the forget-set loss reaches the loss the model
   has on held-out samples of the same classes (comparable unseen data); for class scope (no unseen
   data of a forgotten class exists) until the forget-set accuracy falls to ``target_forget_accuracy``.
+  The check runs every ``check_every`` steps; ``stop="calibrated"`` with ``check_every=1`` (the
+  default) is the iterative mode of seed paper 002: a small ascent step, then the check, repeated.
 - ``fuzzy_threshold`` also ascends on retain samples whose embedding is that close (cosine) to a
   forget sample: near-duplicates that would otherwise keep the memory alive.
+
+Language models (``task.kind == "language_model"``, objective ``CAUSAL_LM``; the forget set is the
+blocks of the forgotten documents): the loss is the next-token NLL; ``layers`` defaults to the token
+embedding (``embedding``, GPT-2's ``transformer.wte``, tied to the output layer; seed paper 002) and
+takes the GPT-2 group names (``embedding``, ``positions``, ``block0``.., ``final_norm``, ``all``) as
+well as parameter-name prefixes; first-epoch gradients are the recorded per-document ones; the
+calibration target is the mean token NLL of the whole holdout (held-out text), compared with the
+forget set's mean token NLL. ``fuzzy_threshold`` (near-duplicates by a classifier's embedding) does
+not apply.
 """
 
 from __future__ import annotations
@@ -22,23 +33,32 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
+from workers.engine.architectures.gpt2 import EMBEDDING_LAYERS, resolve_layer_groups
 from workers.engine.evaluation import accuracy
-from workers.engine.methods.base import UnlearningMethod, UnlearningTask
+from workers.engine.methods.base import MethodNotApplicable, UnlearningMethod, UnlearningTask
 from workers.engine.methods.common import PartialParams, endless_batches, guard_for, penultimate_features
 from workers.engine.metrics import mean_loss
-from workers.engine.parameters import frozen_norm_statistics, select_parameters, summed_gradients
+from workers.engine.parameters import DocumentId, LayerName, frozen_norm_statistics, select_parameters, summed_gradients
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import Stepper, seed_everything, shuffled_batches, steps_per_epoch
 
 
 class GradientAscentParams(PartialParams):
+    layers: list[LayerName] | None = Field(
+        None,
+        min_length=1,
+        description="Change only these layers: parameter name prefixes (fc2, layer4, transformer.h.1.mlp) "
+        "or, for language models, the groups embedding (the token embedding, tied to the output layer), "
+        "positions, block0..blockN, final_norm; all: every layer. Default: every layer for a classifier, "
+        "the embedding for a language model.",
+    )
     lr: float | None = Field(
         None,
         gt=0,
         le=100,
-        description="SGD learning rate of the ascent (default 0.01 with "
-        "current gradients; 0.5 with first-epoch ones, a fixed direction that tolerates "
-        "longer steps).",
+        description="SGD learning rate of the ascent (default 0.01; 0.5 with a classifier's "
+        "first-epoch gradients, a fixed direction that tolerates longer steps; a language model's "
+        "first-epoch direction is rescaled to the current gradient's norm, so 0.01 serves both).",
     )
     batch_size: int | None = Field(None, ge=1, le=65536, description="Forget batch size (default: the recipe's).")
     max_epochs: int = Field(20, ge=1, le=1000, description="Cap on passes over the forget set.")
@@ -55,6 +75,20 @@ class GradientAscentParams(PartialParams):
         0.0, ge=0, le=1, description="Class scope: stop once the forget-set accuracy is at or below this."
     )
     check_every: int = Field(1, ge=1, le=100_000, description="Steps between calibration checks.")
+    recalibrate: bool | None = Field(
+        None,
+        description="Measure the held-out loss again at every check (the unseen data as the model being "
+        "unlearned sees it now) instead of once at the start. Default: on for language models (an ascent "
+        "also raises the loss of text the forgotten documents share with unseen ones, e.g. a template, so a "
+        "fixed target is reached before the document-specific part is forgotten), off for classifiers.",
+    )
+    calibration_documents: list[DocumentId] | None = Field(
+        None,
+        min_length=1,
+        max_length=10_000,
+        description="Language models: held-out (test or val) documents comparable to the forgotten "
+        "ones; the ascent stops at their loss level. Default: every held-out document.",
+    )
     probe_samples: int = Field(
         512,
         ge=16,
@@ -83,16 +117,18 @@ class GradientAscent(UnlearningMethod):
         seed_everything(params.seed)
         generator = torch.Generator().manual_seed(params.seed)
         model, bs = task.model, params.batch_size or task.recipe.batch_size
+        params = _resolve_layers(task, params)
         forget, retain = _with_near_duplicates(task, params)
         recorded = _recorded_gradients(task, params)
         if recorded:  # ascend only where a first-epoch gradient was recorded
             params = params.model_copy(update={"layers": sorted(recorded)})
-        guard = guard_for(task, params, forget, lambda out, y: F.cross_entropy(out, y, reduction="sum"))
+        objective = task.objective
+        guard = guard_for(task, params, forget, lambda out, y: objective.loss_from_output(out, y, reduction="sum"))
         direction = None
         if params.gradients == "first_epoch":
             direction = _first_epoch_direction(task, recorded, forget, guard.allowed)
         allowed = list(guard.allowed.values())
-        lr = params.lr or (0.5 if params.gradients == "first_epoch" else 0.01)
+        lr = params.lr or (0.5 if params.gradients == "first_epoch" and not task.is_language_model else 0.01)
         stepper = Stepper(allowed, torch.optim.SGD(allowed, lr=lr), task.progress, guard)
         retain_stream = endless_batches(retain, bs, generator) if params.retain_weight and len(retain) else None
         done = _stopping_rule(task, params, forget)
@@ -104,16 +140,16 @@ class GradientAscent(UnlearningMethod):
                     for batch, rows in enumerate(shuffled_batches(len(forget), bs, generator)):
                         task.progress.check_cancel()
                         rows = rows.to(task.device)
-                        forget_ce = F.cross_entropy(model(forget.x[rows]), forget.y[rows])
+                        forget_ce = objective.loss(model, forget.x[rows], forget.y[rows])
                         if direction is None:
-                            objective = -forget_ce
+                            target = -forget_ce
                         else:  # a linear surrogate whose gradient is minus the recorded direction
-                            objective = -sum((guard.allowed[n] * d).sum() for n, d in direction.items())
+                            target = -sum((guard.allowed[n] * d).sum() for n, d in direction.items())
                         if retain_stream is not None:
                             r = next(retain_stream)
-                            objective = objective + params.retain_weight * F.cross_entropy(model(r.x), r.y)
+                            target = target + params.retain_weight * objective.loss(model, r.x, r.y)
                         stepper.step(
-                            objective,
+                            target,
                             reported=forget_ce.detach(),
                             phase="ascent",
                             epoch=epoch,
@@ -132,9 +168,25 @@ class GradientAscent(UnlearningMethod):
         return model.eval()
 
 
+def _resolve_layers(task: UnlearningTask, params: GradientAscentParams) -> GradientAscentParams:
+    """``layers`` as parameter-name prefixes: group names resolved, ``all`` -> None (every layer);
+    a language model's default is its token embedding."""
+    layers = params.layers
+    if task.is_language_model:
+        layers = resolve_layer_groups(list(EMBEDDING_LAYERS) if layers is None else layers)
+    elif layers is not None and "all" in layers:
+        layers = None
+    task.extra_metrics["ascent_layers"] = layers or "all"
+    return params.model_copy(update={"layers": layers})
+
+
 def _with_near_duplicates(
     task: UnlearningTask, params: GradientAscentParams
 ) -> tuple[LabelledTensors, LabelledTensors]:
+    if params.fuzzy_threshold is not None and task.is_language_model:
+        raise MethodNotApplicable(
+            "fuzzy_threshold finds near-duplicates by a classifier's embedding; it does not apply to language models"
+        )
     if params.fuzzy_threshold is None or len(task.retain) == 0:
         return task.forget, task.retain
     f = F.normalize(penultimate_features(task.model, task.forget.x).flatten(1), dim=1)
@@ -163,13 +215,52 @@ def _recorded_gradients(task: UnlearningTask, params: GradientAscentParams) -> d
 def _first_epoch_direction(
     task: UnlearningTask, recorded: dict[str, torch.Tensor] | None, forget: LabelledTensors, allowed: dict
 ) -> dict[str, torch.Tensor]:
-    """Mean per-sample gradient of the forget samples: as recorded in the first epoch, else current."""
+    """Mean per-sample gradient of the forget samples (per block for a language model): as recorded
+    in the first epoch, else current.
+
+    A language model's recorded direction is rescaled to the norm of the current forget gradient:
+    first-epoch gradients were taken near initialisation, where the loss and its gradients are far
+    larger than at the end of training, so a step along them is many times a step along the current
+    gradient and a single one overshoots the calibrated stop. The recorded gradient says which way;
+    the current one how far a step goes (the same learning rate then suits both sources)."""
     if recorded:
         task.extra_metrics["gradient_source"] = "recorded_first_epoch"
-        return {name: (recorded[name] / len(task.forget)).to(task.device) for name in allowed}
+        direction = {name: (recorded[name] / len(task.forget)).to(task.device) for name in allowed}
+        if task.is_language_model:
+            current = _current_direction(task, forget, allowed)
+            scale = _norm(current) / max(_norm(direction), 1e-12)
+            task.extra_metrics["first_epoch_direction_scale"] = scale
+            direction = {name: d * scale for name, d in direction.items()}
+        return direction
     task.extra_metrics["gradient_source"] = "current_model_at_start"
-    grads = summed_gradients(allowed, forget, lambda out, y: F.cross_entropy(out, y, reduction="sum"), task.model)
+    return _current_direction(task, forget, allowed)
+
+
+def _current_direction(task: UnlearningTask, forget: LabelledTensors, allowed: dict) -> dict[str, torch.Tensor]:
+    objective = task.objective
+    grads = summed_gradients(
+        allowed,
+        forget,
+        lambda out, y: objective.loss_from_output(out, y, reduction="sum"),
+        task.model,
+        batch_size=64 if task.is_language_model else 1024,
+    )
+    task.model.zero_grad(set_to_none=True)
     return {name: g / len(forget) for name, g in grads.items()}
+
+
+def _documents(task: UnlearningTask, holdout: LabelledTensors | None, ids: list[str]) -> LabelledTensors:
+    if not task.is_language_model:
+        raise MethodNotApplicable("calibration_documents name held-out documents of a language model")
+    wanted = set(ids)
+    rows = [i for i, d in enumerate(holdout.ids or []) if d in wanted] if holdout is not None else []
+    if not rows:
+        raise MethodNotApplicable("none of calibration_documents is a held-out document of the model's dataset")
+    return holdout.subset(torch.tensor(rows))
+
+
+def _norm(tensors: dict[str, torch.Tensor]) -> float:
+    return float(torch.sqrt(sum((t.float() ** 2).sum() for t in tensors.values())))
 
 
 def _stopping_rule(task: UnlearningTask, params: GradientAscentParams, forget: LabelledTensors):
@@ -186,13 +277,24 @@ def _stopping_rule(task: UnlearningTask, params: GradientAscentParams, forget: L
         }
         return lambda: accuracy(task.model, probe) <= params.target_forget_accuracy
     unseen = task.holdout_like_forget()
+    if params.calibration_documents is not None:
+        unseen = _documents(task, unseen, params.calibration_documents)
     if unseen is None:
         task.extra_metrics["calibration"] = {"note": "no held-out data of these classes: ran to max_epochs"}
         return None
-    target = mean_loss(task.model, unseen)
-    task.extra_metrics["calibration"] = {
+    target = mean_loss(task.model, unseen, task.objective)
+    recalibrate = task.is_language_model if params.recalibrate is None else params.recalibrate
+    calibration = task.extra_metrics["calibration"] = {
         "forget_loss_target": target,
         "holdout_samples": len(unseen),
         "probe_samples": len(probe),
+        "recalibrate": recalibrate,
     }
-    return lambda: mean_loss(task.model, probe) >= target
+    if not recalibrate:
+        return lambda: mean_loss(task.model, probe, task.objective) >= target
+
+    def reached() -> bool:
+        calibration["forget_loss_target"] = mean_loss(task.model, unseen, task.objective)
+        return mean_loss(task.model, probe, task.objective) >= calibration["forget_loss_target"]
+
+    return reached

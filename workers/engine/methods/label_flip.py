@@ -28,6 +28,8 @@ class LabelFlip(UnlearningMethod):
     name = "label_flip"
     summary = "Train on the forget set with random wrong labels, interleaved with retain batches (+ partial)."
     Params = LabelFlipParams
+    kinds = frozenset({"classifier"})
+    not_for_language_models = "trains on random wrong class labels and needs a classifier"
 
     def planned_steps(self, task: UnlearningTask, params: LabelFlipParams) -> int:
         bs = params.batch_size or task.recipe.batch_size

@@ -30,4 +30,13 @@ class Retrain(UnlearningMethod):
         seed = task.recipe.seed if params.seed is None else params.seed
         seed_everything(seed)
         model = task.build_model()
-        return train(model, task.retain, task.recipe, progress=task.progress, phase="retrain", seed=seed)
+        return train(
+            model,
+            task.retain,
+            task.recipe,
+            progress=task.progress,
+            phase="retrain",
+            seed=seed,
+            objective=task.objective,
+            group_by_ids=task.is_language_model,
+        )

@@ -58,6 +58,8 @@ class Unsir(UnlearningMethod):
     summary = "UNSIR: error-maximising noise per forgotten class, then impair and repair (class scope only)."
     Params = UnsirParams
     scopes = frozenset({"class_labels"})
+    kinds = frozenset({"classifier"})
+    not_for_language_models = "forgets classes and needs a classifier"
 
     def planned_steps(self, task: UnlearningTask, params: UnsirParams) -> int:
         retain = min(len(task.retain), params.retain_per_class * max(1, task.num_classes - len(task.forget_classes)))

@@ -1,0 +1,3 @@
+from benchmarks.language_models.cli import main
+
+main()
