@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from workers.engine.objectives import logits_of
 
 LM_EVAL_BATCH = 64  # sequences per forward pass for perplexity and greedy decoding
 CANARY_BATCH = 512  # candidates per forward pass: scoring candidates is the cost of exposure
@@ -41,14 +43,7 @@ class Tokenizer(Protocol):
 
 
 def _logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    out: Any = model(ids)
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "logits"):
-        return out.logits
-    if isinstance(out, tuple | list):
-        return out[0]
-    raise TypeError(f"cannot find logits in a {type(out).__name__}")
+    return logits_of(model(ids))
 
 
 def _device(model: nn.Module) -> torch.device:
