@@ -105,50 +105,77 @@ def register_builtin(db: Session, *, builtin: str, name: str | None, tenant_id: 
 
 def _register(db: Session, arrays: ArrayDataset, *, name: str, source: str, tenant_id: str, actor: str) -> Dataset:
     # Stored normalised (splits spelled out), so the worker reads exactly what was validated here.
-    stored = get_artifact_store().put_bytes(to_npz_bytes(arrays), kind="datasets", suffix=".npz")
-    ds = Dataset(
-        id=uuid7(),
-        tenant_id=tenant_id,
+    return _store_and_index(
+        db,
+        to_npz_bytes(arrays),
+        ".npz",
+        ids=arrays.ids,
+        labels=arrays.y,
+        split=arrays.split,
         name=name,
         source=source,
+        tenant_id=tenant_id,
+        actor=actor,
         format="arrays",
-        artifact_key=stored.key,
-        sha256=stored.sha256,
-        size_bytes=stored.size,
-        num_rows=len(arrays),
         classes=arrays.classes,
         splits=arrays.split_counts(),
         input_shape=list(arrays.input_shape),
         x_dtype=str(arrays.x.dtype),
-        created_at=utcnow(),
     )
-    repository.add(db, ds, arrays.ids, arrays.y, arrays.split)
-    _audit_registered(db, ds, actor)
-    return ds
 
 
 def _register_text(
     db: Session, docs: TextDataset, data: bytes, *, name: str, source: str, tenant_id: str, actor: str
 ) -> Dataset:
     # Stored as sent: the worker parses the same bytes the same way (a missing split is a stable hash).
-    stored = get_artifact_store().put_bytes(data, kind="datasets", suffix=".jsonl")
+    return _store_and_index(
+        db,
+        data,
+        ".jsonl",
+        ids=docs.ids,
+        labels=np.zeros(len(docs), dtype=np.int64),  # documents have no class
+        split=docs.split,
+        name=name,
+        source=source,
+        tenant_id=tenant_id,
+        actor=actor,
+        format="text",
+        classes=[],
+        splits=docs.split_counts(),
+        input_shape=[],
+        x_dtype="text",
+    )
+
+
+def _store_and_index(
+    db: Session,
+    data: bytes,
+    suffix: str,
+    *,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    name: str,
+    source: str,
+    tenant_id: str,
+    actor: str,
+    **described,
+) -> Dataset:
+    """Store the file, add the dataset row with one index row per sample/document, audit it."""
+    stored = get_artifact_store().put_bytes(data, kind="datasets", suffix=suffix)
     ds = Dataset(
         id=uuid7(),
         tenant_id=tenant_id,
         name=name,
         source=source,
-        format="text",
         artifact_key=stored.key,
         sha256=stored.sha256,
         size_bytes=stored.size,
-        num_rows=len(docs),
-        classes=[],
-        splits=docs.split_counts(),
-        input_shape=[],
-        x_dtype="text",
+        num_rows=len(ids),
         created_at=utcnow(),
+        **described,
     )
-    repository.add(db, ds, docs.ids, np.zeros(len(docs), dtype=np.int64), docs.split)
+    repository.add(db, ds, ids, labels, split)
     _audit_registered(db, ds, actor)
     return ds
 

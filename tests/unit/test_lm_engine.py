@@ -236,7 +236,7 @@ def test_first_epoch_gradient_ascent_on_the_embedding_forgets_canaries(corpus, t
     assert target <= after["forget_mean_nll"] <= target + 0.15
     assert after["perplexity"]["forget"] >= 1.25 * before["perplexity"]["forget"]
     assert after["exact_match"]["token_match_rate"] < before["exact_match"]["token_match_rate"]
-    # the retained text pays a bounded price (measured +14%; see the report)
+    # the retained text pays a bounded price (measured +7.6%: 1.786 -> 1.921)
     assert after["perplexity"]["retain"] <= 1.25 * before["perplexity"]["retain"]
     assert after["perplexity"]["test"] <= 1.25 * before["perplexity"]["test"]
 

@@ -304,12 +304,7 @@ def canary_exposure(
         rank = 1.0 + float((rest < own).sum())
         exact, scored = True, len(others)
     elif sample is None and f.space <= EXACT_EXPOSURE_LIMIT:
-        value = f.value_of(canary)
-        scores = log_perplexities(model, tokenizer, [f.fill(v) for v in range(f.space)], batch_size)
-        own, rest = scores[value], np.delete(scores, value)
-        space = f.space
-        rank = 1.0 + float((rest < own).sum())
-        exact, scored = True, len(rest)
+        return exposures(model, tokenizer, [canary], f, batch_size)[0]
     else:
         value = f.value_of(canary)
         m = DEFAULT_EXPOSURE_SAMPLE if sample is None else int(sample)

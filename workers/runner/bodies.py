@@ -16,7 +16,7 @@ from torch import nn
 from app.jobs.tables import Job
 from app.settings import get_settings
 from workers.engine.device import peak_memory_bytes, standard_layout
-from workers.engine.methods import UnlearningTask, get_method
+from workers.engine.methods import MethodParams, UnlearningMethod, UnlearningTask, get_method
 from workers.engine.metrics import accuracies, verification
 from workers.engine.recorder import UpdateRecorder
 from workers.engine.runtime import Progress
@@ -84,7 +84,10 @@ def unlearn_body(
     unseen = inputs.tensors(ds.rows("test", labels=np.unique(ds.y[forget_rows])), device)
 
     source = inputs.load_source_model(device)
-    before = _verification(source, eval_sets, unseen)
+
+    def measure(model: nn.Module) -> dict[str, Any]:
+        return _verification(model, eval_sets, unseen)
+
     task = UnlearningTask(
         model=source,
         build_model=lambda: inputs.build_model(device),
@@ -99,13 +102,28 @@ def unlearn_body(
         holdout=inputs.tensors(ds.rows("test"), device),
         update_log=DbUpdateLogReader(inputs.update_log_id) if inputs.update_log_id else None,
     )
+    return run_and_measure(method, params, task, measure, eval_sets, started, verifying)
+
+
+def run_and_measure(
+    method: UnlearningMethod,
+    params: MethodParams,
+    task: UnlearningTask,
+    measure: Callable[[nn.Module], dict[str, Any]],
+    eval_sets: dict[str, LabelledTensors],
+    started: float,
+    verifying: Callable[[], None],
+) -> Result:
+    """Measure the source model (``before``), run the method, measure its model the same way."""
+    before = measure(task.model)
+    progress = task.progress
     progress.total_steps = method.planned_steps(task, params)
     model = method.run(task, params).eval()
     wall = time.perf_counter() - started
     verifying()
-    metrics = _verification(model, eval_sets, unseen)
+    metrics = measure(model)
     metrics.update(before=before, counts={k: len(v) for k, v in eval_sets.items()}, **task.extra_metrics)
-    metrics.update(cost(progress, wall, device))
+    metrics.update(cost(progress, wall, task.device))
     return Result(model, metrics, consumed_steps=task.consumed_log_steps)
 
 

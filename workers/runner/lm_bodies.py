@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from app.jobs.tables import Job
 from app.settings import get_settings
@@ -29,7 +31,7 @@ from workers.engine.objectives import CAUSAL_LM
 from workers.engine.recorder import UpdateRecorder
 from workers.engine.runtime import Progress
 from workers.engine.training import seed_everything, steps_per_epoch, train
-from workers.runner.bodies import Result, cost, sample_rows, update_log_metrics
+from workers.runner.bodies import Result, cost, run_and_measure, sample_rows, update_log_metrics
 from workers.runner.inputs import JobInputs
 from workers.runner.update_logs import ArtifactChunkSink, DbUpdateLogReader
 
@@ -85,8 +87,10 @@ def unlearn_body(
     }
     eval_sets = {**sets, "retain": sample_rows(sets["retain"], get_settings().eval_retain_max_rows)}
 
+    def measure(model: nn.Module) -> dict[str, Any]:
+        return lm_verification(model, eval_sets, forget_key="forget", holdout_key="test")
+
     source = inputs.load_source_model(device)
-    before = lm_verification(source, eval_sets, forget_key="forget", holdout_key="test")
     task = UnlearningTask(
         model=source,
         build_model=lambda: inputs.build_model(device),
@@ -102,11 +106,4 @@ def unlearn_body(
         kind="language_model",
         objective=CAUSAL_LM,
     )
-    progress.total_steps = method.planned_steps(task, params)
-    model = method.run(task, params).eval()
-    wall = time.perf_counter() - started
-    verifying()
-    metrics = lm_verification(model, eval_sets, forget_key="forget", holdout_key="test")
-    metrics.update(before=before, counts={k: len(v) for k, v in eval_sets.items()}, **task.extra_metrics)
-    metrics.update(cost(progress, wall, device))
-    return Result(model, metrics, consumed_steps=task.consumed_log_steps)
+    return run_and_measure(method, params, task, measure, eval_sets, started, verifying)
