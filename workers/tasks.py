@@ -26,6 +26,7 @@ def run_job(self, job_id: str) -> str:
 
 @app.task(name=RECONCILE)
 def reconcile() -> dict[str, int]:
+    from app.audit import sequencer
     from app.db import commit, session_scope
     from app.jobs.service import reconcile as reconcile_jobs
     from workers.housekeeping import purge_retired_versions, purge_update_logs, sweep_orphan_checkpoints
@@ -33,6 +34,7 @@ def reconcile() -> dict[str, int]:
     with session_scope() as db:
         report = reconcile_jobs(db)
         commit(db)
+    sequencer.chain_pending(wait=False)  # events a process committed but died before chaining
     if any(report.values()):
         log.info("reconciled jobs: %s", report)
     return {

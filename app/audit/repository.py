@@ -4,34 +4,65 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import delete, exists, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.audit.tables import AuditEvent
+from app.audit.tables import AuditEvent, AuditInboxEvent
 from app.core.tenancy import DEFAULT_TENANT
 
-# Any constant works: it names the one lock every audit writer takes (see lock_chain).
+# Any constant works: it names the one lock every chainer takes (see lock_chain).
 _CHAIN_LOCK_KEY = 0x756E6C6561726E  # "unlearn"
 
 
-def lock_chain(db: Session) -> None:
-    """Serialise chain appends until this transaction ends, so concurrent writers cannot fork it.
-
-    Postgres: a transaction-scoped advisory lock. SQLite: every write transaction already holds
-    the database write lock from BEGIN IMMEDIATE (see app.db.session).
-    """
-    if db.get_bind().dialect.name == "postgresql":
+def lock_chain(db: Session, *, wait: bool) -> bool:
+    """Make this transaction the one chainer until it ends (False: another holds it, and ``wait`` is
+    off). Postgres: a transaction-scoped advisory lock. SQLite: every write transaction already
+    holds the database write lock from BEGIN IMMEDIATE (see app.db.session)."""
+    if db.get_bind().dialect.name != "postgresql":
+        return True
+    if wait:
         db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+        return True
+    return bool(db.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY}))
 
 
-def last_link(db: Session) -> tuple[int, str] | None:
-    row = db.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
-    return None if row is None else (row.seq, row.hash)
+def last_link(db: Session) -> tuple[int, str, datetime] | None:
+    row = db.execute(
+        select(AuditEvent.seq, AuditEvent.hash, AuditEvent.occurred_at).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    return None if row is None else (row.seq, row.hash, row.occurred_at)
 
 
 def add_all(db: Session, events: list[AuditEvent]) -> None:
     db.add_all(events)
     db.flush()
+
+
+def add_to_inbox(db: Session, events: list[AuditInboxEvent]) -> None:
+    db.add_all(events)
+    db.flush()
+
+
+def inbox_batch(db: Session, limit: int) -> list[AuditInboxEvent]:
+    """The oldest waiting events, in the order they were written."""
+    return list(db.scalars(select(AuditInboxEvent).order_by(AuditInboxEvent.id).limit(limit)))
+
+
+def inbox_has_events(db: Session) -> bool:
+    return db.scalar(select(AuditInboxEvent.id).limit(1)) is not None
+
+
+def delete_from_inbox(db: Session, ids: list[int]) -> None:
+    db.execute(delete(AuditInboxEvent).where(AuditInboxEvent.id.in_(ids)))
+
+
+def recorded(job_id, action: str):
+    """A SQL condition: an event of this action was recorded for the job (an id, or a column to
+    correlate with), chained or still waiting in the inbox."""
+    return or_(
+        exists().where(AuditEvent.job_id == job_id, AuditEvent.action == action),
+        exists().where(AuditInboxEvent.job_id == job_id, AuditInboxEvent.action == action),
+    )
 
 
 def tenant_clause(tenant_id: str):

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from app.audit import export, repository, verification
+from app.audit import export, repository, sequencer, verification
 from app.audit.export import ExportFormat
 from app.audit.schemas import AuditEventOut, ChainVerificationOut
 from app.auth.deps import AuditReader
@@ -15,6 +15,14 @@ from app.core.pagination import Page, PageSize, PageToken, decode_int_token, pag
 from app.core.validation import INT64_MAX, Instant, PrintableText
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
+
+
+def _chain_first() -> None:
+    """Events committed before this request may still wait in the inbox: chain them before reading."""
+    sequencer.flush()
+
+
+ChainedFirst = Annotated[None, Depends(_chain_first)]
 
 
 class EventFilter:
@@ -46,6 +54,7 @@ Filters = Annotated[EventFilter, Depends()]
 def list_audit_events(
     db: SessionDep,
     caller: AuditReader,
+    _chained: ChainedFirst,
     filters: Filters,
     page_size: PageSize = 50,
     page_token: PageToken = None,
@@ -79,6 +88,7 @@ ToSeq = Annotated[
 def verify_audit_chain(
     db: SessionDep,
     caller: AuditReader,
+    _chained: ChainedFirst,
     from_seq: FromSeq = None,
     to_seq: ToSeq = None,
 ):
@@ -98,6 +108,7 @@ def verify_audit_chain(
 )
 def export_audit_events(
     caller: AuditReader,
+    _chained: ChainedFirst,
     filters: Filters,
     fmt: Annotated[ExportFormat, Query(alias="format", description="jsonl or csv.")] = "jsonl",
     from_seq: FromSeq = None,

@@ -1,7 +1,9 @@
-"""The audit trail: every state change appends an event in the same transaction as the change.
+"""The audit trail: every state change records an event in the same transaction as the change.
 
 Events are hash-chained: ``hash = sha256(prev_hash || canonical JSON of the event)``. Payloads carry
-counts and hashes, never raw personal data (sample-ID lists are referenced by their sha256).
+counts and hashes, never raw personal data (sample-ID lists are referenced by their sha256). A
+transaction's events are committed to the inbox with it and chained moments later by the sequencer
+(app/audit/sequencer.py), so writers never wait for each other on the chain.
 """
 
 from __future__ import annotations
@@ -12,42 +14,12 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.audit import repository
-from app.audit.tables import AuditEvent
-from app.core.hashing import canonical_json, sha256_hex
+from app.audit import repository, sequencer
+from app.audit.hashchain import GENESIS_HASH, chained_body, event_hash
+from app.audit.tables import AuditInboxEvent
 from app.db.types import utcnow
 
-GENESIS_HASH = "0" * 64
-
-
-def _opt(value: uuid.UUID | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def chained_body(event: AuditEvent) -> dict[str, Any]:
-    """The exact fields the hash covers (a verifier recomputes it from a row).
-
-    The tenant is covered from migration 0005 on; events written before it have none, and their
-    hash, computed without one, must still verify.
-    """
-    body = {
-        "seq": event.seq,
-        "occurred_at": event.occurred_at.isoformat(),
-        "actor": event.actor,
-        "action": event.action,
-        "entity": {"type": event.entity_type, "id": event.entity_id},
-        "model_id": _opt(event.model_id),
-        "forget_request_id": _opt(event.forget_request_id),
-        "job_id": _opt(event.job_id),
-        "payload": event.payload,
-    }
-    if event.tenant_id is not None:
-        body["tenant_id"] = event.tenant_id
-    return body
-
-
-def event_hash(prev_hash: str, event: AuditEvent) -> str:
-    return sha256_hex(prev_hash + canonical_json(chained_body(event)))
+__all__ = ["GENESIS_HASH", "chained_body", "event_hash", "record"]
 
 
 def record(
@@ -63,13 +35,8 @@ def record(
     job_id: uuid.UUID | None = None,
     payload: dict[str, Any] | None = None,
 ) -> None:
-    """Queue an event on this transaction; it is chained and written when the transaction commits.
-
-    Appending to the chain takes the one lock every audit writer shares. Taking it here would hold it
-    for the rest of the transaction (every later query of a POST); taking it at commit holds it for
-    one read and one insert, so concurrent requests no longer queue behind each other. An event
-    never outlives a rollback: the queue is dropped with the transaction.
-    """
+    """Queue an event on this transaction: it is written to the inbox when the transaction commits
+    and chained after (never outliving a rollback: the queue is dropped with the transaction)."""
     db.info.setdefault(_PENDING, []).append(
         {
             "actor": actor,
@@ -86,24 +53,23 @@ def record(
 
 
 _PENDING = "audit_events_pending"
+_WROTE = "audit_events_written"
 
 
 @event.listens_for(Session, "before_commit")
-def _append_pending(db: Session) -> None:
+def _write_pending(db: Session) -> None:
     pending = db.info.pop(_PENDING, None)
     if not pending:
         return
-    repository.lock_chain(db)
-    last = repository.last_link(db)
-    seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
-    occurred_at = utcnow()  # read under the lock: timestamps never go backwards along the chain
-    rows = []
-    for fields in pending:
-        row = AuditEvent(seq=seq, occurred_at=occurred_at, prev_hash=prev_hash, **fields)
-        row.hash = prev_hash = event_hash(prev_hash, row)
-        rows.append(row)
-        seq += 1
-    repository.add_all(db, rows)
+    occurred_at = utcnow()
+    repository.add_to_inbox(db, [AuditInboxEvent(occurred_at=occurred_at, **fields) for fields in pending])
+    db.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _chain_soon(db: Session) -> None:
+    if db.info.pop(_WROTE, False):
+        sequencer.wake()
 
 
 @event.listens_for(Session, "after_transaction_end")

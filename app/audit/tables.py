@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, String
+from sqlalchemy import BigInteger, Identity, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -37,3 +37,22 @@ class AuditEvent(Base):
     payload: Mapped[dict] = mapped_column(JSONType)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditInboxEvent(Base):
+    """An event committed with the change it records, not yet chained: the sequencer moves it into
+    ``audit_events`` (in ``id`` order) within moments; see app/audit/sequencer.py."""
+
+    __tablename__ = "audit_inbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(100))
+    model_id: Mapped[uuid.UUID | None] = mapped_column()
+    forget_request_id: Mapped[uuid.UUID | None] = mapped_column()
+    job_id: Mapped[uuid.UUID | None] = mapped_column()
+    payload: Mapped[dict] = mapped_column(JSONType)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.audit import repository
+from app.audit.hashchain import GENESIS_HASH, event_hash
 from app.audit.schemas import ChainVerificationOut
-from app.audit.service import GENESIS_HASH, event_hash
 from app.audit.tables import AuditEvent
 from app.core.errors import Invalid
 

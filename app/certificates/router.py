@@ -3,7 +3,9 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
+from app.audit import sequencer
 from app.auth.deps import RequestsReader
 from app.certificates import service
 from app.certificates.schemas import KeysOut, SignedCertificateOut
@@ -29,4 +31,5 @@ def list_keys():  # sync: the first call in a process reads (or creates) the key
     summary="Signed deletion certificate of a SUCCEEDED request (verify offline with GET /v1/keys)",
 )
 async def get_certificate(caller: RequestsReader, forget_request_id: uuid.UUID):
+    await run_in_threadpool(sequencer.flush)  # its anchor is an audit event: it must be chained
     return _canonical(await in_session(lambda db: service.issue(db, forget_request_id, tenant_id=caller.tenant_id)))

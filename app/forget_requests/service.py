@@ -149,8 +149,8 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
             "due_at": fr.due_at.isoformat(),
         },
     )
-    job = coalescing.join_queued(db, model=model, fr=fr, method=fr.method, params=fr.params, actor=actor)
-    served = jobs_repo.request_count(db, job.id) if job else 1
+    joined = coalescing.join_queued(db, model=model, fr=fr, method=fr.method, params=fr.params, actor=actor)
+    job, served = joined if joined else (None, 1)
     if job is None:
         job = jobs.create(
             db, kind="unlearn", model=model, method=fr.method, params=fr.params, request_ids=[fr.id], actor=actor

@@ -6,11 +6,14 @@ in one run (workers/runner/inputs.py), so 100 requests that arrive while a job r
 run, not 100. Every request keeps its own record, audit events and certificate: the job's state
 changes are recorded once per request it serves, and its success tombstones each request's scope.
 
-The race with a worker starting the job is settled by a row lock: joining locks the QUEUED job
-(SELECT ... FOR UPDATE, after the model's queue lock, see the repository) and the worker's claim is
-an UPDATE of the same row, so either the join commits first and the run includes the request, or
-the claim does and the join no longer sees a QUEUED job (a new job is queued instead). Leaving
-works the same way (see :func:`leave`).
+The race with a worker starting the job is settled by a row lock: joining share-locks the QUEUED
+job (SELECT ... FOR SHARE; joiners do not wait for each other) and the worker's claim is an UPDATE
+of the same row, so either the join commits first and the run includes the request, or the claim
+does and the join no longer sees a QUEUED job (a new job is queued instead, under the model's queue
+lock, see the repository). Leaving locks the row exclusively (see :func:`leave`). Concurrent joiners
+count the requests before each other has committed, so ``requests_served`` in a join's answer and
+audit event is what that request saw, and a job may pass ``coalesce_max_requests`` by as many
+requests as joined it at the same instant.
 """
 
 from __future__ import annotations
@@ -33,31 +36,39 @@ from app.settings import get_settings
 
 def join_queued(
     db: Session, *, model: Model, fr: ForgetRequest, method: str, params: dict[str, Any], actor: str
-) -> Job | None:
-    """The QUEUED job ``fr`` joined, or None when there is none to join (the caller queues one)."""
+) -> tuple[Job, int] | None:
+    """The QUEUED job ``fr`` joined, with how many requests it serves now, or None when there is none
+    to join: the caller queues one.
+
+    Submits that find nothing to join would each queue a job of their own (a burst of 100 requests
+    became 11 runs, not 2), so the model's queue lock picks one of them to queue it; the others wait
+    for that one's commit and join its job. If its job was claimed before they looked (the worker was
+    idle), each of them queues one: at worst a run more, never a request lost.
+    """
     cap = get_settings().coalesce_max_requests
     if cap == 0:
         return None
     found = _joinable(db, model, fr, method, params, cap)
     if found is None:
-        return None
+        if not repository.try_lock_queue(db, model.id):
+            repository.wait_for_queue(db, model.id)
+        found = _joinable(db, model, fr, method, params, cap)  # one queued while this submit looked?
+        if found is None:
+            return None
     job, served = found
     repository.add_request(db, job.id, fr.id)
     _record(db, job, fr, "job.request_joined", actor, requests=served + 1)
-    return job
+    return job, served + 1
 
 
 def _joinable(
     db: Session, model: Model, fr: ForgetRequest, method: str, params: dict[str, Any], cap: int
 ) -> tuple[Job, int] | None:
-    """The oldest QUEUED job ``fr`` may join (locked), with how many requests it serves."""
-    for job in repository.lock_queued_unlearn_jobs(db, model.id, method):
-        if job.params != params:
+    """The oldest QUEUED job ``fr`` may join (share-locked), with how many requests it serves."""
+    for job, served, first_scope in repository.share_queued_unlearn_jobs(db, model.id, method):
+        if job.params != params or first_scope is None or served >= cap:
             continue
-        served, first = repository.request_count(db, job.id), repository.first_request_id(db, job.id)
-        if first is None or served >= cap:
-            continue
-        if requests_repo.get(db, first).scope_type != fr.scope_type:
+        if first_scope != fr.scope_type:
             continue  # one run unlearns one kind of scope
         return job, served
     return None

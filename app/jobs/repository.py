@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.forget_requests.tables import ForgetRequest
 from app.jobs.states import ACTIVE, QUEUED
 from app.jobs.tables import Job, JobBatch, JobRequest
 
@@ -34,26 +35,54 @@ def compare_and_set(db: Session, job_id: uuid.UUID, expected_state: str, values:
     return result.rowcount == 1
 
 
-def lock_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> list[Job]:
-    """The model's QUEUED unlearn jobs of this method, oldest first, locked until this transaction
-    ends: a worker's claim (an UPDATE of the row) waits for the submit joining the job to commit.
+def share_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> list[tuple[Job, int, str | None]]:
+    """The model's QUEUED unlearn jobs of this method, oldest first, each with how many requests it
+    serves and its first request's scope type, share-locked until this transaction ends.
 
-    Submits for one model first take a lock of the model's queue (Postgres: an advisory lock on its
-    id, until commit): without it, concurrent submits that all look before any of them has committed
-    a new job each queue one of their own (a burst of 100 requests became 11 runs, not 2). Tried and
-    measured worse: joiners sharing the job's row lock (FOR SHARE) and taking the queue lock only
-    when nothing was joinable made the service benchmark's burst POST p99 4.9 s instead of 0.85 s
-    (the claim of a big job waits for every sharer, and submits pile up behind it).
+    Joiners share the lock, so they never wait for each other; a worker's claim (an UPDATE of the
+    row) waits until every joiner holding it has committed, so its run includes them; a joiner that
+    comes after the claim waits for it and then no longer sees the job QUEUED. Measured before
+    (benchmarks/results/service.md): joiners that took the row exclusively, after a lock of the
+    model's queue, made every submit for a model wait for the one before it to commit; that queue
+    was most of a POST's time at 50 clients.
     """
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"queue:{model_id}"})
+    served = select(func.count()).where(JobRequest.job_id == Job.id).correlate(Job).scalar_subquery()
+    first_scope = (
+        select(ForgetRequest.scope_type)
+        .join(JobRequest, JobRequest.forget_request_id == ForgetRequest.id)
+        .where(JobRequest.job_id == Job.id)
+        .order_by(ForgetRequest.id)
+        .limit(1)
+        .correlate(Job)
+        .scalar_subquery()
+    )
     q = (
-        select(Job)
+        select(Job, served, first_scope)
         .where(Job.model_id == model_id, Job.kind == "unlearn", Job.state == QUEUED, Job.method == method)
         .order_by(Job.id)
-        .with_for_update()
+        .with_for_update(read=True, of=Job)
     )
-    return list(db.scalars(q))
+    return [(job, count, scope) for job, count, scope in db.execute(q)]
+
+
+def try_lock_queue(db: Session, model_id: uuid.UUID) -> bool:
+    """The model's queue lock, until this transaction ends, if no other transaction holds it: taken
+    by the submit that queues a new job (see app.jobs.coalescing). SQLite: writers are serialised
+    already, so always True."""
+    if db.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(db.scalar(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), _queue_key(model_id)))
+
+
+def wait_for_queue(db: Session, model_id: uuid.UUID) -> None:
+    """Wait until the submit holding the model's queue lock has committed (a shared hold, until this
+    transaction ends: the waiters do not wait for each other)."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:key, 0))"), _queue_key(model_id))
+
+
+def _queue_key(model_id: uuid.UUID) -> dict[str, str]:
+    return {"key": f"queue:{model_id}"}
 
 
 def oldest_queued_of_model(db: Session, model_id: uuid.UUID) -> uuid.UUID | None:
@@ -106,11 +135,6 @@ def jobs_of_request_with_counts(db: Session, forget_request_id: uuid.UUID) -> li
 
 def request_count(db: Session, job_id: uuid.UUID) -> int:
     return db.scalar(select(func.count()).select_from(JobRequest).where(JobRequest.job_id == job_id)) or 0
-
-
-def first_request_id(db: Session, job_id: uuid.UUID) -> uuid.UUID | None:
-    q = select(JobRequest.forget_request_id).where(JobRequest.job_id == job_id).limit(1)
-    return db.scalar(q)
 
 
 def model_has_active_job(db: Session, model_id: uuid.UUID, other_than: uuid.UUID) -> bool:

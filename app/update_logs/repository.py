@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.audit.tables import AuditEvent
+from app.audit import repository as audit_repo
 from app.datasets.tables import DatasetSample
 from app.jobs.states import ACTIVE, QUEUED, SUCCEEDED
 from app.jobs.tables import Job
@@ -119,8 +119,7 @@ def lock_unfinished_jobs(db: Session, model_id: uuid.UUID) -> list[str]:
 
 
 def purge_recorded(db: Session, job_id: uuid.UUID, action: str) -> bool:
-    q = select(AuditEvent.seq).where(AuditEvent.job_id == job_id, AuditEvent.action == action).limit(1)
-    return db.scalar(q) is not None
+    return bool(db.scalar(select(audit_repo.recorded(job_id, action))))
 
 
 def jobs_pending_purge(db: Session, action: str, *, limit: int) -> list[uuid.UUID]:
@@ -132,7 +131,7 @@ def jobs_pending_purge(db: Session, action: str, *, limit: int) -> list[uuid.UUI
             Job.kind == "unlearn",
             Job.state == SUCCEEDED,
             exists().where(UpdateLog.model_id == Job.model_id),
-            ~exists().where(AuditEvent.job_id == Job.id, AuditEvent.action == action),
+            ~audit_repo.recorded(Job.id, action),
         )
         .order_by(Job.finished_at, Job.id)
         .limit(limit)

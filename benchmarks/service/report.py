@@ -28,7 +28,8 @@ def markdown(summary: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}. One machine runs everything: "
         "Postgres, Redis, one Celery worker (concurrency 1), the API "
-        f"({summary['api_workers']} uvicorn process) and the load generator (httpx, asyncio). "
+        f"({summary['api_workers']} uvicorn process) and the load generator (httpx, asyncio; each client "
+        "has its own HTTP client and connection, as independent pipelines do). "
         "Every request forgets one training sample of a tiny MLP on digits with finetune (1 epoch); "
         "all requests target the same model, whose jobs run one at a time.",
         "",

@@ -17,9 +17,10 @@ import pytest
 from psycopg.types.json import Jsonb
 from sqlalchemy import create_engine, text
 
+from app.audit import sequencer
 from app.audit import service as audit
 from app.audit.export import stream_export
-from app.audit.service import GENESIS_HASH, event_hash
+from app.audit.hashchain import GENESIS_HASH, event_hash
 from app.audit.tables import AuditEvent
 from app.audit.verification import verify_chain
 from app.db import commit, new_session
@@ -78,6 +79,7 @@ def finished_requests(client, model) -> list[str]:
     assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
     ids = [a.json()["id"] for a in answers]
     assert [wait_request(client, rid)["state"] for rid in ids] == ["SUCCEEDED", "SUCCEEDED"]
+    sequencer.flush()  # the tests below read audit_events directly: chain what waits in the inbox
     return ids
 
 
@@ -161,7 +163,7 @@ def test_concurrent_writers_leave_one_chain_that_verifies(api_url, client, model
     tag, ids = uuid.uuid4().hex, train_ids(n=WRITERS)
 
     def writer(i: int) -> httpx.Response:
-        # the API process and this one append at once: two processes, one chain lock
+        # the API process and this one record events at once: two processes, one chain
         with httpx.Client(base_url=api_url, timeout=60, headers=client.headers) as c:
             answer = forget(c, model["id"], {"sample_ids": [ids[i]]}, "finetune", {"epochs": 1})
         _write_events(tag, i)
@@ -171,6 +173,7 @@ def test_concurrent_writers_leave_one_chain_that_verifies(api_url, client, model
         answers = list(pool.map(writer, range(WRITERS)))
     assert [a.status_code for a in answers] == [202] * WRITERS, [a.text for a in answers]
 
+    sequencer.flush()  # whatever the sequencers of both processes have not chained yet
     with _connect(stack_env) as conn:
         end = _one(conn, "SELECT max(seq) FROM audit_events")
         assert _one(conn, "SELECT count(*) FROM audit_events WHERE seq <= %(e)s", {"e": end}) == end

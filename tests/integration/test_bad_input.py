@@ -49,7 +49,9 @@ COUNTS = {
     "idempotency_keys": "SELECT count(*) FROM idempotency_keys WHERE tenant_id = :t",
     "jobs": "SELECT count(*) FROM jobs WHERE tenant_id = :t",
     "api_keys": "SELECT count(*) FROM api_keys WHERE tenant_id = :t",
-    "audit_events": "SELECT count(*) FROM audit_events WHERE tenant_id = :t",
+    # chained or still in the inbox: the sequencer moves events from one to the other at any moment
+    "audit_events": "SELECT (SELECT count(*) FROM audit_events WHERE tenant_id = :t) "
+    "+ (SELECT count(*) FROM audit_inbox WHERE tenant_id = :t)",
 }
 
 

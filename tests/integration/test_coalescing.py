@@ -3,6 +3,9 @@ each keeps its own record, audit events and certificate."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 import pytest
 
 from tests.helpers import (
@@ -75,3 +78,25 @@ def test_a_request_cannot_leave_a_shared_job_that_started(client, own_model):
         assert_problem(client.post(f"/v1/forget-requests/{a['id']}/cancel"), 409, "job-not-cancellable")
     assert wait_request(client, a["id"])["state"] == "SUCCEEDED"
     wait_for(client, f"/v1/forget-requests/{b['id']}", lambda r: r["state"] == "SUCCEEDED", 120)
+
+
+def test_concurrent_requests_behind_a_running_job_queue_one_job_between_them(api_url, client, own_model):
+    """Twelve submits at once find no job to join: one queues a job under the model's queue lock, the
+    other eleven wait for its commit and join it (none waits for another joiner)."""
+    ids = train_ids(n=13)
+    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW).json()
+    wait_job(client, blocker["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
+
+    def post(i: int) -> httpx.Response:
+        with httpx.Client(base_url=api_url, timeout=60, headers=client.headers) as c:
+            return forget(c, own_model["id"], {"sample_ids": [ids[i]]}, "finetune", QUICK)
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(post, range(1, 13)))
+    assert [a.status_code for a in answers] == [202] * 12, [a.text for a in answers]
+    # the blocker still runs (12 epochs), so nothing was claimed while they were submitted
+    assert client.get(f"/v1/jobs/{blocker['jobs'][0]['id']}").json()["state"] == "RUNNING"
+    shared = {a.json()["jobs"][0]["id"] for a in answers}
+    assert len(shared) == 1, answers
+    job = wait_job(client, shared.pop())
+    assert job["state"] == "SUCCEEDED" and len(job["forget_request_ids"]) == 12

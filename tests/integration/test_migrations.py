@@ -16,6 +16,7 @@ TABLES = {
     "alembic_version",
     "api_keys",
     "audit_events",
+    "audit_inbox",
     "datasets",
     "dataset_samples",
     "models",
