@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from app.audit import repository
-from app.audit.tables import AuditEvent
+from app.audit.tables import EVENT_FIELDS, AuditEvent
 from app.audit.verification import BATCH_SIZE, chain_end
 from app.core.hashing import canonical_json
 from app.db.session import new_read_session
@@ -25,21 +25,7 @@ from app.db.session import new_read_session
 ExportFormat = Literal["jsonl", "csv"]
 
 MEDIA_TYPES: dict[str, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
-COLUMNS = (
-    "seq",
-    "occurred_at",
-    "tenant_id",
-    "actor",
-    "action",
-    "entity_type",
-    "entity_id",
-    "model_id",
-    "forget_request_id",
-    "job_id",
-    "payload",
-    "prev_hash",
-    "hash",
-)
+COLUMNS = ("seq", "occurred_at", *EVENT_FIELDS, "prev_hash", "hash")
 
 
 def _opt(value: uuid.UUID | None) -> str | None:

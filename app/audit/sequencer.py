@@ -27,7 +27,7 @@ import time
 
 from app.audit import repository
 from app.audit.hashchain import GENESIS_HASH, event_hash
-from app.audit.tables import AuditEvent, AuditInboxEvent
+from app.audit.tables import EVENT_FIELDS, AuditEvent, AuditInboxEvent
 from app.db import commit, new_session
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ def _chain_batch(db) -> int:
 
 
 def _fields(item: AuditInboxEvent) -> dict:
-    names = ("tenant_id", "actor", "action", "entity_type", "entity_id", "model_id", "forget_request_id", "job_id")
-    return {name: getattr(item, name) for name in names} | {"payload": item.payload}
+    return {name: getattr(item, name) for name in EVENT_FIELDS}
 
 
 class _Background:

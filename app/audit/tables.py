@@ -9,8 +9,37 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db.base import Base
 from app.db.types import JSONType, UTCDateTime
 
+# What an event says, chained or still waiting: the sequencer copies these from one table to the other.
+EVENT_FIELDS = (
+    "tenant_id",
+    "actor",
+    "action",
+    "entity_type",
+    "entity_id",
+    "model_id",
+    "forget_request_id",
+    "job_id",
+    "payload",
+)
 
-class AuditEvent(Base):
+
+class _EventContent:
+    """The columns an audit event and an inbox event share."""
+
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # NULL only on events written before tenants existed (migration 0005): the default tenant's
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(100))
+    model_id: Mapped[uuid.UUID | None] = mapped_column()
+    forget_request_id: Mapped[uuid.UUID | None] = mapped_column()
+    job_id: Mapped[uuid.UUID | None] = mapped_column()
+    payload: Mapped[dict] = mapped_column(JSONType)
+
+
+class AuditEvent(_EventContent, Base):
     """Append-only and hash-chained: hash = sha256(prev_hash || canonical JSON of the event)."""
 
     __tablename__ = "audit_events"
@@ -24,35 +53,14 @@ class AuditEvent(Base):
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # NULL only on events written before tenants existed (migration 0005): the default tenant's
-    tenant_id: Mapped[str | None] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(100))
-    entity_type: Mapped[str] = mapped_column(String(50))
-    entity_id: Mapped[str] = mapped_column(String(100))
-    model_id: Mapped[uuid.UUID | None] = mapped_column()
-    forget_request_id: Mapped[uuid.UUID | None] = mapped_column()
-    job_id: Mapped[uuid.UUID | None] = mapped_column()
-    payload: Mapped[dict] = mapped_column(JSONType)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-class AuditInboxEvent(Base):
+class AuditInboxEvent(_EventContent, Base):
     """An event committed with the change it records, not yet chained: the sequencer moves it into
     ``audit_events`` (in ``id`` order) within moments; see app/audit/sequencer.py."""
 
     __tablename__ = "audit_inbox"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    tenant_id: Mapped[str | None] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(100))
-    entity_type: Mapped[str] = mapped_column(String(50))
-    entity_id: Mapped[str] = mapped_column(String(100))
-    model_id: Mapped[uuid.UUID | None] = mapped_column()
-    forget_request_id: Mapped[uuid.UUID | None] = mapped_column()
-    job_id: Mapped[uuid.UUID | None] = mapped_column()
-    payload: Mapped[dict] = mapped_column(JSONType)
