@@ -33,12 +33,8 @@ def last_link(db: Session) -> tuple[int, str, datetime] | None:
     return None if row is None else (row.seq, row.hash, row.occurred_at)
 
 
-def add_all(db: Session, events: list[AuditEvent]) -> None:
-    db.add_all(events)
-    db.flush()
-
-
-def add_to_inbox(db: Session, events: list[AuditInboxEvent]) -> None:
+def add_all(db: Session, events: list[AuditEvent] | list[AuditInboxEvent]) -> None:
+    """Chained events, or events for the inbox."""
     db.add_all(events)
     db.flush()
 

@@ -62,7 +62,7 @@ def _write_pending(db: Session) -> None:
     if not pending:
         return
     occurred_at = utcnow()
-    repository.add_to_inbox(db, [AuditInboxEvent(occurred_at=occurred_at, **fields) for fields in pending])
+    repository.add_all(db, [AuditInboxEvent(occurred_at=occurred_at, **fields) for fields in pending])
     db.info[_WROTE] = True
 
 
