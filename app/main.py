@@ -10,6 +10,7 @@ from app.certificates.router import router as certificates_router
 from app.core import handlers, openapi
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.errors import PROBLEM_TYPES, NotFound
+from app.core.heap import freeze_startup_objects
 from app.core.server_timing import ServerTimingMiddleware
 from app.datasets.router import router as datasets_router
 from app.forget_requests.router import router as forget_requests_router
@@ -48,4 +49,5 @@ def create_app() -> FastAPI:
             raise NotFound("problem type", slug)
         return {"type": f"/problems/{slug}", "description": PROBLEM_TYPES[slug]}
 
+    freeze_startup_objects()
     return app

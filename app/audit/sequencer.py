@@ -43,10 +43,13 @@ def flush() -> int:
     return chain_pending(wait=True)
 
 
-def chain_pending(*, wait: bool) -> int:
+def chain_pending(*, wait: bool, until_empty: bool = True) -> int:
     """Chain what the inbox holds, in batches. ``wait=False`` gives up at once when another chainer
     holds the lock: that chainer checks the inbox again after releasing it, so it will take these
-    events too (each chainer, after each release, looks before it stops)."""
+    events too (each chainer, after each release, looks before it stops). ``until_empty=False``
+    (the background thread): events that arrived while chaining are left for the thread's next
+    round, after another gather, instead of chaining at once (under a steady stream of commits the
+    thread otherwise chained back to back, a few events at a time)."""
     chained = 0
     while True:
         db = new_session()
@@ -61,6 +64,9 @@ def chain_pending(*, wait: bool) -> int:
         # Looked at after the lock is released: a writer whose try failed while it was held had
         # committed its events before trying, so they are visible here.
         if moved < BATCH and not _inbox_has_events():
+            return chained
+        if not until_empty:
+            wake()  # the next round takes them
             return chained
 
 
@@ -118,7 +124,7 @@ class _Background:
             time.sleep(GATHER_S)
             self._wanted.clear()
             try:
-                chain_pending(wait=False)
+                chain_pending(wait=False, until_empty=False)
             except Exception:  # the database may be away: the next commit, a reader or the reconciler chains
                 log.exception("chaining audit events failed")
                 time.sleep(1.0)

@@ -15,6 +15,7 @@ from app.core.errors import Conflict, Invalid, NotFound, ProblemError
 from app.core.hashing import keyed_hmac, sha256_of_json
 from app.core.ids import uuid7
 from app.datasets import service as datasets
+from app.datasets.tables import Dataset
 from app.db import rollback
 from app.db.types import utcnow
 from app.forget_requests import repository
@@ -56,7 +57,7 @@ def describe(db: Session, fr: ForgetRequest) -> ForgetRequestOut:
 def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None, tenant_id: str, actor: str) -> Answer:
     """Idempotency keys and client request_ids are the tenant's own: another tenant's never match."""
     body_sha = sha256_of_json(body.model_dump(mode="json"))
-    earlier = _earlier_answer(db, body, body_sha, idempotency_key, tenant_id)
+    earlier = _stored_answer(db, body, body_sha, idempotency_key, tenant_id)
     if earlier:
         return earlier
     try:
@@ -70,8 +71,28 @@ def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None,
         return earlier
 
 
-def _earlier_answer(
+def _stored_answer(
     db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str
+) -> Answer | None:
+    """The answer stored under the key this submit would store its own under (one query: a submit's
+    hot path). A request_id used before under another key, or with another body, is caught by the
+    unique (tenant, request_id) of forget_requests when the request is written, and answered by
+    :func:`_earlier_answer` then."""
+    if key:
+        return _earlier_answer(db, body, body_sha, key, tenant_id, by_request_id=False)
+    row = repository.get_idempotency(db, tenant_id, _request_id_key(body))
+    if row is None or row.body_sha256 != body_sha:
+        return None
+    return Answer(row.status_code, row.response, row.location or "", replayed=True)
+
+
+def _request_id_key(body: ForgetRequestBase) -> str:
+    """Where the answer to a submit without an Idempotency-Key is stored."""
+    return f"request_id:{body.request_id}"
+
+
+def _earlier_answer(
+    db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str, *, by_request_id: bool = True
 ) -> Answer | None:
     if key:
         row = repository.get_idempotency(db, tenant_id, key)
@@ -83,6 +104,8 @@ def _earlier_answer(
                     title="Idempotency-Key reused",
                 )
             return Answer(row.status_code, row.response, row.location or "", replayed=True)
+    if not by_request_id:
+        return None
     existing = repository.get_by_client_id(db, tenant_id, body.request_id)
     if existing is None:
         return None
@@ -99,13 +122,13 @@ def _earlier_answer(
 
 def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str, actor: str) -> Answer:
     settings = get_settings()
-    model = models.get_model(db, body.model_id, tenant_id=tenant_id)
+    model, dataset = models.get_model_and_dataset(db, body.model_id, tenant_id=tenant_id)
     scope_type, values = body.scope.type, body.scope.values
-    _check_scope(db, model, scope_type, values)
+    _check_scope(db, model, dataset, scope_type, values)
     method = get_method(body.method)
     _check_method(method, scope_type, model)
-    _check_layers(db, model, getattr(body.params, "layers", None))
-    _check_calibration_documents(db, model, getattr(body.params, "calibration_documents", None))
+    _check_layers(model, dataset, getattr(body.params, "layers", None))
+    _check_calibration_documents(db, model, dataset, getattr(body.params, "calibration_documents", None))
 
     now = utcnow()
     fr = ForgetRequest(
@@ -162,7 +185,7 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
         db,
         IdempotencyKey(
             tenant_id=tenant_id,
-            key=key or f"request_id:{body.request_id}",
+            key=key or _request_id_key(body),
             body_sha256=body_sha,
             status_code=answer.status,
             response=answer.body,
@@ -174,8 +197,7 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
     return answer
 
 
-def _check_scope(db: Session, model: Model, scope_type: str, values: list) -> None:
-    dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
+def _check_scope(db: Session, model: Model, dataset: Dataset, scope_type: str, values: list) -> None:
     if scope_type == "class_labels" and dataset.format == "text":
         raise Invalid(
             f"model {model.id} is a language model: a language model has no classes; name documents "
@@ -242,21 +264,19 @@ def _check_method(method, scope_type: str, model: Model) -> None:
         )
 
 
-def _check_calibration_documents(db: Session, model: Model, ids: list[str] | None) -> None:
+def _check_calibration_documents(db: Session, model: Model, dataset: Dataset, ids: list[str] | None) -> None:
     """gradient_ascent's calibration_documents: held-out documents of the model's text dataset."""
     if not ids:
         return
     if models.kind_of(model.architecture) != "language_model":
         raise Invalid("params.calibration_documents applies to language models only", title="Not a language model")
-    dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
     datasets.check_held_out_samples(db, dataset, ids, field="params.calibration_documents")
 
 
-def _check_layers(db: Session, model: Model, layers: list[str] | None) -> None:
+def _check_layers(model: Model, dataset: Dataset, layers: list[str] | None) -> None:
     """A method's ``layers`` must name layers of the model (else its job could only fail later)."""
     if not layers:
         return
-    dataset = datasets.get_dataset(db, model.dataset_id, tenant_id=model.tenant_id)
     shapes = models.tensor_layout(model.architecture, model.arch_config, dataset)
     unknown = []
     for name in layers:

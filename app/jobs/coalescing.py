@@ -9,11 +9,12 @@ changes are recorded once per request it serves, and its success tombstones each
 The race with a worker starting the job is settled by a row lock: joining share-locks the QUEUED
 job (SELECT ... FOR SHARE; joiners do not wait for each other) and the worker's claim is an UPDATE
 of the same row, so either the join commits first and the run includes the request, or the claim
-does and the join no longer sees a QUEUED job (a new job is queued instead, under the model's queue
-lock, see the repository). Leaving locks the row exclusively (see :func:`leave`). Concurrent joiners
-count the requests before each other has committed, so ``requests_served`` in a join's answer and
-audit event is what that request saw, and a job may pass ``coalesce_max_requests`` by as many
-requests as joined it at the same instant.
+has the row and the join passes over it (SKIP LOCKED: it is no longer QUEUED once the claim
+commits) and a new job is queued instead, under the model's queue lock (see the repository).
+Leaving locks the row exclusively (see :func:`leave`). Concurrent joiners count the requests
+before each other has committed, so ``requests_served`` in a join's answer and audit event is what
+that request saw, and a job may pass ``coalesce_max_requests`` by as many requests as joined it at
+the same instant.
 """
 
 from __future__ import annotations

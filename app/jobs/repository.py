@@ -40,8 +40,11 @@ def share_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> 
     serves and its first request's scope type, share-locked until this transaction ends.
 
     Joiners share the lock, so they never wait for each other; a worker's claim (an UPDATE of the
-    row) waits until every joiner holding it has committed, so its run includes them; a joiner that
-    comes after the claim waits for it and then no longer sees the job QUEUED. Measured before
+    row) waits until every joiner holding it has committed, so its run includes them. A job whose
+    claim is under way (its row locked by the worker, or the worker waiting for the joiners) is
+    skipped: it will not be QUEUED when the claim commits, and waiting for that commit put every
+    submit behind the worker's claim transaction, which runs at a lower CPU priority than the API
+    (workers/priority.py): 4 submits held all the API's hot threads for 250 ms. Measured before
     (benchmarks/results/service.md): joiners that took the row exclusively, after a lock of the
     model's queue, made every submit for a model wait for the one before it to commit; that queue
     was most of a POST's time at 50 clients.
@@ -60,7 +63,7 @@ def share_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> 
         select(Job, served, first_scope)
         .where(Job.model_id == model_id, Job.kind == "unlearn", Job.state == QUEUED, Job.method == method)
         .order_by(Job.id)
-        .with_for_update(read=True, of=Job)
+        .with_for_update(read=True, of=Job, skip_locked=True)
     )
     return [(job, count, scope) for job, count, scope in db.execute(q)]
 
@@ -97,8 +100,7 @@ def lock_job(db: Session, job_id: uuid.UUID) -> Job:
 
 
 def add_request(db: Session, job_id: uuid.UUID, forget_request_id: uuid.UUID) -> None:
-    db.add(JobRequest(job_id=job_id, forget_request_id=forget_request_id))
-    db.flush()
+    db.add(JobRequest(job_id=job_id, forget_request_id=forget_request_id))  # written by the next flush
 
 
 def remove_request(db: Session, job_id: uuid.UUID, forget_request_id: uuid.UUID) -> None:

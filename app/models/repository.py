@@ -6,11 +6,18 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.datasets.tables import Dataset
 from app.models.tables import Model, ModelVersion
 
 
 def get(db: Session, model_id: uuid.UUID) -> Model | None:
     return db.get(Model, model_id)
+
+
+def get_with_dataset(db: Session, model_id: uuid.UUID) -> tuple[Model, Dataset] | None:
+    row = db.execute(select(Model, Dataset).join(Dataset, Dataset.id == Model.dataset_id).where(Model.id == model_id))
+    found = row.tuples().first()
+    return (found[0], found[1]) if found else None
 
 
 def get_by_name(db: Session, tenant_id: str, name: str) -> Model | None:

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from app.audit import sequencer
 from app.audit import service as audit
 from app.audit.tables import AuditEvent, AuditInboxEvent
 from app.db import commit, new_session
@@ -89,8 +90,48 @@ def test_committed_events_are_chained_with_nobody_reading(stack_env):
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(write, range(6)))
+    _wait_chained(actor)
+    assert _count(AuditInboxEvent, actor) == 0
+    assert _count(AuditEvent, actor) == 60
+
+
+def _wait_chained(actor: str) -> None:
     deadline = time.monotonic() + 30
     while _count(AuditInboxEvent, actor) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _count(AuditInboxEvent, actor) == 0
-    assert _count(AuditEvent, actor) == 60
+
+
+def _record(actor: str, n: int) -> None:
+    db = new_session()
+    try:
+        audit.record(db, action="test.stream", actor=actor, tenant_id="default", entity_type="test", entity_id=str(n))
+        commit(db)
+    finally:
+        db.close()
+
+
+def test_a_steady_stream_of_commits_is_chained_in_rounds_not_one_by_one(stack_env):
+    """Four threads commit an event every 5 ms or so for about a second: the sequencer thread gathers
+    for 0.2 s and leaves what arrives while it chains to its next round, so the 400 events are
+    chained in a handful of transactions (when it chained again at once, it chained back to back, a
+    few events at a time)."""
+    actor = f"test-{uuid.uuid4().hex}"
+
+    def stream(writer: int) -> None:
+        for n in range(100):
+            _record(actor, writer * 100 + n)
+            time.sleep(0.005)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(stream, range(4)))
+    rounds = (time.monotonic() - started) / sequencer.GATHER_S + 1  # at most one round per gather
+    _wait_chained(actor)
+    assert _count(AuditEvent, actor) == 400
+    db = new_session()
+    try:  # rows written by one transaction share its xmin
+        q = text("SELECT count(DISTINCT xmin::text) FROM audit_events WHERE actor = :actor")
+        transactions = db.scalar(q, {"actor": actor})
+    finally:
+        db.close()
+    assert transactions <= rounds + 2  # + a flush or the chaining of another process

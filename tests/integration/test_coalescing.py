@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.helpers import (
     assert_problem,
@@ -100,3 +101,25 @@ def test_concurrent_requests_behind_a_running_job_queue_one_job_between_them(api
     assert len(shared) == 1, answers
     job = wait_job(client, shared.pop())
     assert job["state"] == "SUCCEEDED" and len(job["forget_request_ids"]) == 12
+
+
+def test_a_job_whose_claim_is_under_way_is_passed_over_not_waited_for(api_url, client, own_model, db):
+    """A worker's claim locks the QUEUED job's row until it commits, and the worker runs at a lower
+    CPU priority than the API: a submit that waited for that commit held an API thread for it. It
+    queues a job of its own instead (the claimed job will not be QUEUED any more)."""
+    ids = train_ids(n=3)
+    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW).json()
+    wait_job(client, blocker["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
+    queued = forget(client, own_model["id"], {"sample_ids": [ids[1]]}, "finetune", QUICK).json()["jobs"][0]["id"]
+
+    db.execute(text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": queued})  # as a claim does
+    try:
+        # were the submit to wait for the lock, it would answer only after the rollback below
+        with httpx.Client(base_url=api_url, timeout=20, headers=client.headers) as c:
+            answer = forget(c, own_model["id"], {"sample_ids": [ids[2]]}, "finetune", QUICK)
+    finally:
+        db.rollback()
+    assert answer.status_code == 202, answer.text
+    own_job = answer.json()["jobs"][0]["id"]
+    assert own_job != queued
+    assert [wait_job(client, j)["state"] for j in (queued, own_job)] == ["SUCCEEDED", "SUCCEEDED"]
