@@ -31,4 +31,4 @@ def _configure_logging(**_kwargs) -> None:
 def _run_jobs_below_the_api(**_kwargs) -> None:
     """The pool child that runs jobs yields CPU to the API (workers/priority.py); the embedded mode's
     solo pool runs jobs in the API's own process and is left alone."""
-    lower_cpu_priority(get_settings().worker_nice)
+    lower_cpu_priority(get_settings().worker_cpu_priority)

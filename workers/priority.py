@@ -1,35 +1,45 @@
-"""Unlearning jobs run at a lower CPU priority than the API (``UNLEARND_WORKER_NICE``, default 10).
+"""Unlearning jobs run below the API's CPU priority (``UNLEARND_WORKER_CPU_PRIORITY``, default ``idle``).
 
 A job is batch work whose deadline is days away; a POST or a poll has someone waiting on it. Where
 the API and a worker share CPU cores (one box, as in the service benchmark), a job at the API's
-priority took a core's worth of CPU whenever it wanted it, and every round trip of a request waited
-behind it (benchmarks/results/service.md). A niced job still gets every cycle the API leaves idle.
+priority took a core whenever it wanted one, and every database round trip of a request waited
+behind it for a CPU. The job's process now yields:
 
-Linux groups the processes of each session ("autogroup", on by default on most distributions, and
-on the benchmark's machine): a process's nice value then weighs only against the processes of its
-own session, and CPU time is shared between sessions as equals. The worker is usually a session of
-its own, so its session's weight is lowered too (``/proc/self/autogroup``) where the kernel has one.
+- ``idle``: Linux's SCHED_IDLE policy: any other runnable thread that wakes up takes the CPU from
+  the job at once; the job runs on what nothing else wants (a dedicated GPU box: all of it).
+- ``low``: nice 10, a ninth of a default process's share when both want the CPU.
+- ``normal``: as the API.
+
+Linux also groups the processes of each session ("autogroup", on by default on most distributions
+and on the benchmark's machine), and shares CPU between the groups as equals whatever their nice
+values: the worker is usually a session of its own, so its group's nice is raised too
+(``/proc/self/autogroup``) where the kernel has one. Call before the process starts threads: a
+thread inherits its creator's priority.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Literal
 
 log = logging.getLogger(__name__)
 AUTOGROUP = "/proc/self/autogroup"
+CpuPriority = Literal["normal", "low", "idle"]
+NICE: dict[str, int] = {"normal": 0, "low": 10, "idle": 19}
 
 
-def lower_cpu_priority(nice: int) -> None:
-    """Raise this process's nice value to ``nice`` (never lower it), and its autogroup's. Call before
-    the process starts threads: on Linux a thread inherits its creator's nice value."""
-    if nice <= 0:
+def lower_cpu_priority(priority: CpuPriority) -> None:
+    nice = NICE[priority]
+    if nice == 0:
         return
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if current < nice:
         os.nice(nice - current)
+    if priority == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     try:
         with open(AUTOGROUP, "w") as group:
             group.write(str(nice))
-    except OSError:  # no autogroups (another kernel, or a CPU cgroup such as a container's): nice alone
+    except OSError:  # no autogroups (another kernel, or a CPU cgroup such as a container's)
         log.debug("no autogroup to lower", exc_info=True)

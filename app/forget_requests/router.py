@@ -90,9 +90,7 @@ def list_forget_requests(
     "/forget-requests/{forget_request_id}", response_model=ForgetRequestOut, summary="One forget request, with its jobs"
 )
 async def get_forget_request(caller: RequestsReader, forget_request_id: uuid.UUID):
-    out = await in_session(
-        lambda db: service.describe(db, service.get_request(db, forget_request_id, tenant_id=caller.tenant_id))
-    )
+    out = await in_session(lambda db: service.get_described(db, forget_request_id, tenant_id=caller.tenant_id))
     return json_response(out)
 
 

@@ -49,6 +49,15 @@ def get_request(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) ->
     return fr
 
 
+def get_described(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> ForgetRequestOut:
+    """What a poll answers: the request with its jobs (one query), 404 as :func:`get_request`."""
+    found = jobs_repo.request_with_jobs(db, forget_request_id)
+    if found is None or found[0].tenant_id != tenant_id:
+        raise NotFound("forget request", forget_request_id)
+    fr, jobs = found
+    return ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id], n) for job, n in jobs])
+
+
 def describe(db: Session, fr: ForgetRequest) -> ForgetRequestOut:
     jobs_out = [JobOut.of(job, [fr.id], n) for job, n in jobs_repo.jobs_of_request_with_counts(db, fr.id)]
     return ForgetRequestOut.of(fr, jobs_out)

@@ -121,18 +121,38 @@ def jobs_of_request(db: Session, forget_request_id: uuid.UUID) -> list[Job]:
     return list(db.scalars(q))
 
 
-def jobs_of_request_with_counts(db: Session, forget_request_id: uuid.UUID) -> list[tuple[Job, int]]:
-    """The request's jobs, each with how many requests it serves: one query (a poll's hot path)."""
-    served = (
+def _served():
+    """How many requests the row's job serves (a correlated count)."""
+    return (
         select(func.count()).select_from(JobRequest).where(JobRequest.job_id == Job.id).correlate(Job).scalar_subquery()
     )
+
+
+def jobs_of_request_with_counts(db: Session, forget_request_id: uuid.UUID) -> list[tuple[Job, int]]:
+    """The request's jobs, each with how many requests it serves: one query."""
     q = (
-        select(Job, served)
+        select(Job, _served())
         .join(JobRequest, JobRequest.job_id == Job.id)
         .where(JobRequest.forget_request_id == forget_request_id)
         .order_by(Job.id)
     )
     return [(job, count) for job, count in db.execute(q)]
+
+
+def request_with_jobs(db: Session, forget_request_id: uuid.UUID) -> tuple[ForgetRequest, list[tuple[Job, int]]] | None:
+    """The request and its jobs, each with how many requests it serves, in one query (a poll's hot
+    path: two thirds of the requests under the service benchmark's load)."""
+    q = (
+        select(ForgetRequest, Job, _served())
+        .outerjoin(JobRequest, JobRequest.forget_request_id == ForgetRequest.id)
+        .outerjoin(Job, Job.id == JobRequest.job_id)
+        .where(ForgetRequest.id == forget_request_id)
+        .order_by(Job.id)
+    )
+    rows = db.execute(q).all()
+    if not rows:
+        return None
+    return rows[0][0], [(job, count) for _, job, count in rows if job is not None]
 
 
 def request_count(db: Session, job_id: uuid.UUID) -> int:

@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--duration", type=float, default=30, help="seconds per paced level")
     parser.add_argument("--ramp", type=float, default=5, help="seconds over which the paced clients join")
     parser.add_argument("--burst", type=int, default=1000, help="requests in the burst phase (from the most clients)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per paced level (one run's p99 moves by ~50 ms between runs)"
+    )
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -118,22 +121,23 @@ def main(argv: list[str] | None = None) -> dict:
         model_id, samples = _setup(client)
         runs: list[tuple[dict, list[str]]] = []
         for clients in args.clients:
-            obs = asyncio.run(
-                load.run(
-                    stack.url,
-                    model_id,
-                    samples,
-                    clients,
-                    "paced",
-                    duration_s=args.duration,
-                    ramp_s=args.ramp,
-                    headers=stack.headers,
+            for repeat in range(1, args.repeats + 1):
+                obs = asyncio.run(
+                    load.run(
+                        stack.url,
+                        model_id,
+                        samples,
+                        clients,
+                        "paced",
+                        duration_s=args.duration,
+                        ramp_s=args.ramp,
+                        headers=stack.headers,
+                    )
                 )
-            )
-            runs.append((_level("paced", clients, obs), obs.accepted))
-            log.info("paced %d clients: %s", clients, runs[-1][0])
-            # the next level starts on an empty queue: what a level left behind is not its successor's
-            _wait_idle(client, model_id, timeout=600)
+                runs.append((_level("paced", clients, obs, repeat), obs.accepted))
+                log.info("paced %d clients, run %d: %s", clients, repeat, runs[-1][0])
+                # the next run starts on an empty queue: what a run left behind is not its successor's
+                _wait_idle(client, model_id, timeout=600)
         burst_clients = max(args.clients)
         obs = asyncio.run(
             load.run(
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
                 headers=stack.headers,
             )
         )
-        runs.append((_level("burst", burst_clients, obs), obs.accepted))
+        runs.append((_level("burst", burst_clients, obs, 1), obs.accepted))
         log.info("burst: %s", runs[-1][0])
         drain_started = time.perf_counter()
         _wait_idle(client, model_id, timeout=1800)
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
             "api_workers": args.api_workers,
             "paced_seconds": args.duration,
             "ramp_seconds": args.ramp,
+            "repeats": args.repeats,
             "levels": levels,
             "accepted": sum(len(accepted) for _, accepted in runs),
             "lost": sum(level["final_states"].get("MISSING", 0) for level in levels),
@@ -189,11 +194,12 @@ def _stats(values: list[float]) -> dict | None:
     }
 
 
-def _level(mode: str, clients: int, obs: load.Observations) -> dict:
+def _level(mode: str, clients: int, obs: load.Observations, run: int) -> dict:
     total = len(obs.post) + len(obs.get)
     return {
         "mode": mode,
         "clients": clients,
+        "run": run,
         "posts": len(obs.post),
         "gets": len(obs.get),
         "accepted": len(obs.accepted),

@@ -9,10 +9,12 @@ from benchmarks.service.cli import main
 
 
 def test_every_accepted_request_ends_succeeded_and_the_report_is_written(tmp_path):
-    summary = main(["--clients", "1", "3", "--duration", "3", "--burst", "6", "--out", str(tmp_path)])
+    args = ["--clients", "1", "3", "--duration", "3", "--repeats", "2", "--burst", "6", "--out", str(tmp_path)]
+    summary = main(args)
 
     levels = summary["levels"]
-    assert [(lv["mode"], lv["clients"]) for lv in levels] == [("paced", 1), ("paced", 3), ("burst", 3)]
+    runs = [(lv["mode"], lv["clients"], lv["run"]) for lv in levels]
+    assert runs == [("paced", 1, 1), ("paced", 1, 2), ("paced", 3, 1), ("paced", 3, 2), ("burst", 3, 1)]
     for lv in levels:
         assert lv["errors"] == 0, lv["error_kinds"]
         assert lv["accepted"] >= 1
@@ -28,5 +30,6 @@ def test_every_accepted_request_ends_succeeded_and_the_report_is_written(tmp_pat
     saved = json.loads((tmp_path / "service.json").read_text())
     assert saved["accepted"] == summary["accepted"]
     table = (tmp_path / "service.md").read_text()
-    assert "| paced | 1 |" in table and "| burst | 3 |" in table
+    assert "| paced | 1 | 1 |" in table and "| paced | 1 | 2 |" in table and "| burst | 3 | 1 |" in table
+    assert "Over the 2 runs of each paced level" in table
     assert (tmp_path / "service.png").stat().st_size > 10_000

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from app.settings import get_settings
+from workers.priority import NICE
 
 
 def _nice(pid: int) -> int:
@@ -27,16 +28,17 @@ def _children(pid: int) -> list[int]:
 
 
 def test_the_pool_process_runs_below_the_api(worker, api_url):
-    nice = get_settings().worker_nice
-    assert nice > 0
+    assert get_settings().worker_cpu_priority == "idle"  # the default
+    nice = NICE["idle"]
     [pool] = _children(worker.proc.pid)  # concurrency 1: one pool process runs the jobs
+    assert os.sched_getscheduler(pool) == os.SCHED_IDLE
     assert _nice(pool) == nice
     group = Path(f"/proc/{pool}/autogroup")
     if group.exists():  # the kernel weighs sessions against each other: the worker's session is lowered too
         assert group.read_text().split()[-1] == str(nice)
     port = api_url.rpartition(":")[2].encode()
     [api] = [p for p in os.listdir("/proc") if p.isdigit() and b"--port\0" + port + b"\0" in _cmdline(p)]
-    assert _nice(int(api)) == 0  # the API keeps the default priority
+    assert _nice(int(api)) == 0 and os.sched_getscheduler(int(api)) == os.SCHED_OTHER  # the API: the default
 
 
 def _cmdline(pid: str) -> bytes:
