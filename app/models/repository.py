@@ -15,8 +15,8 @@ def get(db: Session, model_id: uuid.UUID) -> Model | None:
 
 
 def get_with_dataset(db: Session, model_id: uuid.UUID) -> tuple[Model, Dataset] | None:
-    row = db.execute(select(Model, Dataset).join(Dataset, Dataset.id == Model.dataset_id).where(Model.id == model_id))
-    found = row.tuples().first()
+    q = select(Model, Dataset).join(Dataset, Dataset.id == Model.dataset_id).where(Model.id == model_id)
+    found = db.execute(q).first()
     return (found[0], found[1]) if found else None
 
 

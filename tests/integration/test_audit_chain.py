@@ -134,4 +134,5 @@ def test_a_steady_stream_of_commits_is_chained_in_rounds_not_one_by_one(stack_en
         transactions = db.scalar(q, {"actor": actor})
     finally:
         db.close()
-    assert transactions <= rounds + 2  # + a flush or the chaining of another process
+    # rounds, plus those of the API's and the worker's sequencers, which may take some of them
+    assert transactions <= 2 * rounds + 2

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -124,6 +125,7 @@ def test_client_ids_and_idempotency_keys_are_per_tenant(client, other_tenant, mo
 
 
 def test_admin_manages_keys_and_a_revoked_key_stops_working(api_url, client):
+    before = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     created = _key_with(client, "requests:read")
     assert created["secret"].startswith(created["prefix"]) and created["tenant_id"] == "default"
     listed = client.get("/v1/api-keys", params={"page_size": 200}).json()["items"]
@@ -134,7 +136,7 @@ def test_admin_manages_keys_and_a_revoked_key_stops_working(api_url, client):
         revoked = client.post(f"/v1/api-keys/{created['id']}/revoke")
         assert revoked.status_code == 200 and revoked.json()["revoked_at"]
         assert_problem(c.get("/v1/forget-requests"), 401, "unauthenticated")  # same API process: at once
-    events = client.get("/v1/audit-events", params={"page_size": 500}).json()["items"]
+    events = client.get("/v1/audit-events", params={"page_size": 500, "since": before}).json()["items"]
     mine = [e for e in events if e["entity_id"] == created["id"]]
     assert [e["action"] for e in mine] == ["api_key.created", "api_key.revoked"]
     assert all(created["secret"] not in str(e) for e in events)
