@@ -87,7 +87,7 @@ def _clear_caches() -> None:
     from app.settings import get_settings
     from app.storage.local import get_artifact_store
 
-    caches = (get_settings, session.get_engine, session._session_factory, session._read_session_factory, signing_key)
+    caches = (get_settings, session._engine_for, session._session_factory, session._read_session_factory, signing_key)
     for cached in (*caches, celery_app, get_artifact_store):
         cached.cache_clear()
 

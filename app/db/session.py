@@ -41,10 +41,14 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@lru_cache
 def get_engine(url: str | None = None) -> Engine:
-    settings = get_settings()
-    url = url or settings.database_url
+    """The process's engine (and connection pool) for ``url``, the configured database by default:
+    one per URL, however it is named (``get_engine()``, ``get_engine(None)`` or the URL itself)."""
+    return _engine_for(url or get_settings().database_url)
+
+
+@lru_cache
+def _engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)

@@ -6,9 +6,23 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app.db.session import new_read_session
+from app.db.session import get_engine, new_read_session, new_session
 from app.models.tables import Model
 from tests.helpers import forget, train_ids
+
+
+def test_one_engine_and_pool_per_database_however_it_is_asked_for(stack_env):
+    """get_engine() and get_engine(None) were two cache entries: two pools of up to 40 connections
+    each in one process."""
+    engine = get_engine()
+    assert get_engine(None) is engine and get_engine(stack_env["UNLEARND_DATABASE_URL"]) is engine
+    session, read = new_session(), new_read_session()
+    try:
+        assert session.get_bind() is engine
+        assert read.get_bind().pool is engine.pool  # the read sessions' autocommit view of it
+    finally:
+        session.close()
+        read.close()
 
 
 def test_read_session_refuses_writes_and_opens_no_transaction(stack_env, model):
