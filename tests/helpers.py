@@ -95,6 +95,18 @@ def forget(
     return client.post("/v1/forget-requests", json=body, headers=headers)
 
 
+def audit_events(client: httpx.Client, **params) -> list[dict]:
+    """Every audit event the client's tenant may see that matches ``params``, page after page."""
+    events, token = [], None
+    while True:
+        paging = {"page_token": token} if token else {}
+        page = client.get("/v1/audit-events", params={"page_size": 500, **params, **paging}).json()
+        events += page["items"]
+        token = page["next_page_token"]
+        if not token:
+            return events
+
+
 def assert_problem(resp: httpx.Response, status: int, type_slug: str | None = None) -> dict:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers

@@ -26,6 +26,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
 from app.jobs.states import TERMINAL
+from app.jobs.tables import Job
 from app.models import service as models
 from app.models.tables import Model
 from app.settings import get_settings
@@ -54,19 +55,31 @@ def get_described(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) 
     found = jobs_repo.request_with_jobs(db, forget_request_id)
     if found is None or found[0].tenant_id != tenant_id:
         raise NotFound("forget request", forget_request_id)
-    fr, jobs = found
-    return ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id], n) for job, n in jobs])
+    return _out(*found)
 
 
 def describe(db: Session, fr: ForgetRequest) -> ForgetRequestOut:
-    jobs_out = [JobOut.of(job, [fr.id], n) for job, n in jobs_repo.jobs_of_request_with_counts(db, fr.id)]
-    return ForgetRequestOut.of(fr, jobs_out)
+    return _out(fr, jobs_repo.jobs_of_request_with_counts(db, fr.id))
+
+
+def _out(fr: ForgetRequest, jobs: list[tuple[Job, int]]) -> ForgetRequestOut:
+    """The request with its jobs, each with how many requests it serves."""
+    return ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id], served) for job, served in jobs])
 
 
 def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None, tenant_id: str, actor: str) -> Answer:
-    """Idempotency keys and client request_ids are the tenant's own: another tenant's never match."""
+    """Idempotency keys and client request_ids are the tenant's own: another tenant's never match.
+
+    Before the work, one lookup: the answer stored under the key this submit would store its own
+    under (the Idempotency-Key, else one derived from the request_id). A request_id used before
+    under another key, or with another body, is caught by the unique (tenant, request_id) of
+    forget_requests when the request is written, and answered then."""
     body_sha = sha256_of_json(body.model_dump(mode="json"))
-    earlier = _stored_answer(db, body, body_sha, idempotency_key, tenant_id)
+    if idempotency_key:
+        earlier = _answer_by_key(db, idempotency_key, body_sha, tenant_id)
+    else:
+        row = repository.get_idempotency(db, tenant_id, _request_id_key(body))
+        earlier = _replay(row) if row is not None and row.body_sha256 == body_sha else None
     if earlier:
         return earlier
     try:
@@ -74,25 +87,12 @@ def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None,
     except IntegrityError:
         # A concurrent retry with the same key or request_id committed first: answer as it did.
         rollback(db)
-        earlier = _earlier_answer(db, body, body_sha, idempotency_key, tenant_id)
+        earlier = (idempotency_key and _answer_by_key(db, idempotency_key, body_sha, tenant_id)) or (
+            _answer_by_request_id(db, body, body_sha, tenant_id)
+        )
         if earlier is None:
             raise
         return earlier
-
-
-def _stored_answer(
-    db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str
-) -> Answer | None:
-    """The answer stored under the key this submit would store its own under (one query: a submit's
-    hot path). A request_id used before under another key, or with another body, is caught by the
-    unique (tenant, request_id) of forget_requests when the request is written, and answered by
-    :func:`_earlier_answer` then."""
-    if key:
-        return _earlier_answer(db, body, body_sha, key, tenant_id, by_request_id=False)
-    row = repository.get_idempotency(db, tenant_id, _request_id_key(body))
-    if row is None or row.body_sha256 != body_sha:
-        return None
-    return Answer(row.status_code, row.response, row.location or "", replayed=True)
 
 
 def _request_id_key(body: ForgetRequestBase) -> str:
@@ -100,21 +100,24 @@ def _request_id_key(body: ForgetRequestBase) -> str:
     return f"request_id:{body.request_id}"
 
 
-def _earlier_answer(
-    db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str, *, by_request_id: bool = True
-) -> Answer | None:
-    if key:
-        row = repository.get_idempotency(db, tenant_id, key)
-        if row is not None:
-            if row.body_sha256 != body_sha:
-                raise Invalid(
-                    "this Idempotency-Key was already used with a different request body",
-                    slug="idempotency-key-reused",
-                    title="Idempotency-Key reused",
-                )
-            return Answer(row.status_code, row.response, row.location or "", replayed=True)
-    if not by_request_id:
+def _replay(row: IdempotencyKey) -> Answer:
+    return Answer(row.status_code, row.response, row.location or "", replayed=True)
+
+
+def _answer_by_key(db: Session, key: str, body_sha: str, tenant_id: str) -> Answer | None:
+    row = repository.get_idempotency(db, tenant_id, key)
+    if row is None:
         return None
+    if row.body_sha256 != body_sha:
+        raise Invalid(
+            "this Idempotency-Key was already used with a different request body",
+            slug="idempotency-key-reused",
+            title="Idempotency-Key reused",
+        )
+    return _replay(row)
+
+
+def _answer_by_request_id(db: Session, body: ForgetRequestBase, body_sha: str, tenant_id: str) -> Answer | None:
     existing = repository.get_by_client_id(db, tenant_id, body.request_id)
     if existing is None:
         return None
@@ -125,8 +128,7 @@ def _earlier_answer(
             title="request_id already used",
             forget_request_id=str(existing.id),
         )
-    row = repository.idempotency_of_request(db, existing.id)
-    return Answer(row.status_code, row.response, row.location or "", replayed=True)
+    return _replay(repository.idempotency_of_request(db, existing.id))
 
 
 def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str, actor: str) -> Answer:

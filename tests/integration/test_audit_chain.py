@@ -17,20 +17,9 @@ from app.audit import sequencer
 from app.audit import service as audit
 from app.audit.tables import AuditEvent, AuditInboxEvent
 from app.db import commit, new_session
-from tests.helpers import forget, train_ids
+from tests.helpers import audit_events, forget, train_ids
 
 GENESIS = "0" * 64
-
-
-def _all_events(client: httpx.Client) -> list[dict]:
-    events, token = [], None
-    while True:
-        params = {"page_size": 500, **({"page_token": token} if token else {})}
-        page = client.get("/v1/audit-events", params=params).json()
-        events += page["items"]
-        token = page["next_page_token"]
-        if not token:
-            return events
 
 
 def test_concurrent_requests_leave_one_unbroken_chain(api_url, client, model):
@@ -49,7 +38,7 @@ def test_concurrent_requests_leave_one_unbroken_chain(api_url, client, model):
     request_ids = {a.json()["id"] for a in answers}
     assert len(request_ids) == 19  # the six retries got one request between them
 
-    events = _all_events(client)
+    events = audit_events(client)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["prev_hash"] == GENESIS
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:], strict=False))

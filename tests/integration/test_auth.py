@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.helpers import assert_problem, bearer, forget, new_api_key, train_ids, wait_request
+from tests.helpers import assert_problem, audit_events, bearer, forget, new_api_key, train_ids, wait_request
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_admin_manages_keys_and_a_revoked_key_stops_working(api_url, client):
         revoked = client.post(f"/v1/api-keys/{created['id']}/revoke")
         assert revoked.status_code == 200 and revoked.json()["revoked_at"]
         assert_problem(c.get("/v1/forget-requests"), 401, "unauthenticated")  # same API process: at once
-    events = client.get("/v1/audit-events", params={"page_size": 500, "since": before}).json()["items"]
+    events = audit_events(client, since=before)
     mine = [e for e in events if e["entity_id"] == created["id"]]
     assert [e["action"] for e in mine] == ["api_key.created", "api_key.revoked"]
     assert all(created["secret"] not in str(e) for e in events)
