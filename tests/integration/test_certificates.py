@@ -23,7 +23,8 @@ SUBJECT = "alice@example.com"
 
 def _cli(cert: Path, key: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "verify-certificate", str(cert), "--public-key", key],
+        # "--public-key=KEY": a base64url key may start with "-", which argparse takes for an option
+        [sys.executable, "-m", "app.cli", "verify-certificate", str(cert), f"--public-key={key}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
