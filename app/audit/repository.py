@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, exists, or_, select, text
+from sqlalchemy import delete, exists, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.audit.tables import AuditEvent, AuditInboxEvent
@@ -33,10 +33,16 @@ def last_link(db: Session) -> tuple[int, str, datetime] | None:
     return None if row is None else (row.seq, row.hash, row.occurred_at)
 
 
-def add_all(db: Session, events: list[AuditEvent] | list[AuditInboxEvent]) -> None:
-    """Chained events, or events for the inbox."""
+def add_all(db: Session, events: list[AuditEvent]) -> None:
+    """Chained events."""
     db.add_all(events)
     db.flush()
+
+
+def add_to_inbox(db: Session, events: list[dict]) -> None:
+    """Events for the inbox: nobody needs their ids here, so Core's INSERT without RETURNING, and no
+    ORM objects to build and flush (the ORM's bulk INSERT reads ids back too)."""
+    db.connection().execute(insert(AuditInboxEvent.__table__), events)
 
 
 def inbox_batch(db: Session, limit: int) -> list[AuditInboxEvent]:

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from app.audit import repository, sequencer
 from app.audit.hashchain import GENESIS_HASH, chained_body, event_hash
-from app.audit.tables import AuditInboxEvent
 from app.db.types import utcnow
 
 __all__ = ["GENESIS_HASH", "chained_body", "event_hash", "record"]
@@ -62,7 +61,7 @@ def _write_pending(db: Session) -> None:
     if not pending:
         return
     occurred_at = utcnow()
-    repository.add_all(db, [AuditInboxEvent(occurred_at=occurred_at, **fields) for fields in pending])
+    repository.add_to_inbox(db, [{**fields, "occurred_at": occurred_at} for fields in pending])
     db.info[_WROTE] = True
 
 

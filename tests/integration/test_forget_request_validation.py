@@ -104,8 +104,15 @@ def test_same_idempotency_key_and_body_returns_the_original_answer(client, model
         client, model["id"], {"class_labels": [6]}, "finetune", {"epochs": 1}, key=request_id, request_id=request_id
     )
     assert_problem(other, 422, "idempotency-key-reused")
+    # ... also when the other body would fail validation: the key's misuse is the error to report
+    other = forget(client, model["id"], {"class_labels": [42]}, key=request_id, request_id=request_id)
+    assert_problem(other, 422, "idempotency-key-reused")
     other = forget(client, model["id"], {"class_labels": [6]}, "finetune", {"epochs": 1}, request_id=request_id)
     assert_problem(other, 409, "request-id-conflict")
+    # a retry without a key is recognised by its request_id
+    again = forget(client, model["id"], {"class_labels": [5]}, "finetune", {"epochs": 1}, request_id=request_id)
+    assert again.status_code == 202 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
     assert _job_count(db) == jobs_after_first
 
 
