@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     max_ids_per_request: int = Field(100_000, ge=1)
     # Threads per API process for submits, polls and certificates (app/core/threadpool.py): few, so
     # that on a busy host they are not all waiting for a CPU at once; other endpoints use anyio's 40.
-    api_hot_threads: int = Field(4, ge=1, le=64)
+    api_hot_threads: int = Field(2, ge=1, le=64)
     # Server directories the API may read registered files from (datasets by `server_path`, BPE
     # tokenizer files), separated by os.pathsep (":" on Linux). Empty: server paths are refused.
     dataset_roots: str = ""

@@ -19,8 +19,11 @@ Waiting units take a thread in priority order, writes (submits) first, then read
 arrival order: a submit has a pipeline waiting on its answer, a poll is asked again half a second
 later anyway, and at 50 clients a burst of submits (the clients of a coalesced job that just
 finished) otherwise queued behind twice as many polls. Interleaved 25 s runs of the service
-benchmark at 50 clients (not committed): POST p99 83 and 98 ms with the priority, 100 and 122
-without; GET p99 rose from 55 and 68 to 80 and 105.
+benchmark at 50 clients (not committed): with 4 threads, POST p99 83 and 98 ms with the priority,
+100 and 122 without (GET p99 rose from 55 and 68 to 80 and 105). With the priority, fewer threads
+did better: POST p99 with 2 threads 56, 56, 58 and 77 ms (and one run of 152 in which the load
+generator lagged: the API's own p99 was 101), with 3: 65 and 94, with 4: 91, 88, 77 and 74,
+with 6: 146 and 108, with 1: 96 (polls then waited: GET p99 445). Hence 2.
 """
 
 from __future__ import annotations
