@@ -39,10 +39,13 @@ def add_all(db: Session, events: list[AuditEvent]) -> None:
     db.flush()
 
 
+INBOX = AuditInboxEvent.__table__
+
+
 def add_to_inbox(db: Session, events: list[dict]) -> None:
     """Events for the inbox: nobody needs their ids here, so Core's INSERT without RETURNING, and no
     ORM objects to build and flush (the ORM's bulk INSERT reads ids back too)."""
-    db.connection().execute(insert(AuditInboxEvent.__table__), events)
+    db.connection().execute(insert(INBOX), events)
 
 
 def inbox_batch(db: Session, limit: int) -> list[AuditInboxEvent]:

@@ -6,6 +6,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.db import batch
+from app.db.batch import Rows
 from app.forget_requests.tables import DISCHARGED_STATES, ForgetRequest, IdempotencyKey
 
 
@@ -18,8 +20,9 @@ def get_by_client_id(db: Session, tenant_id: str, request_id: str) -> ForgetRequ
     return db.scalar(q)
 
 
-def add(db: Session, fr: ForgetRequest) -> None:
-    db.add(fr)  # written by the next flush (jobs.create's), with the job that references it
+def add_together(db: Session, objects: list, *more: Rows) -> None:
+    """New rows (transient ORM objects, and ``more`` as table rows) in one statement: see app.db.batch."""
+    batch.insert_together(db, [*(batch.row_of(obj) for obj in objects), *more])
 
 
 def succeeded_of_model(db: Session, model_id: uuid.UUID) -> list[ForgetRequest]:
@@ -75,8 +78,3 @@ def idempotency_of_request(db: Session, forget_request_id: uuid.UUID) -> Idempot
         .order_by(IdempotencyKey.created_at)
         .limit(1)
     )
-
-
-def add_idempotency(db: Session, row: IdempotencyKey) -> None:
-    db.add(row)
-    db.flush()  # a racing retry with the same key raises IntegrityError here, inside submit()

@@ -26,7 +26,7 @@ from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
 from app.jobs.states import TERMINAL
-from app.jobs.tables import Job
+from app.jobs.tables import Job, JobRequest
 from app.models import service as models
 from app.models.tables import Model
 from app.settings import get_settings
@@ -161,7 +161,6 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
         due_at=now + timedelta(days=settings.request_due_days),
         updated_at=now,
     )
-    repository.add(db, fr)
     audit.record(
         db,
         action="forget_request.received",
@@ -184,16 +183,19 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
         },
     )
     joined = coalescing.join_queued(db, model=model, fr=fr, method=fr.method, params=fr.params, actor=actor)
-    job, served = joined if joined else (None, 1)
-    if job is None:
+    if joined:
+        job, served = joined
+        rows: list = [fr, JobRequest(job_id=job.id, forget_request_id=fr.id)]
+    else:
+        repository.add_together(db, [fr])  # first: the new job's flush writes its link to fr
         job = jobs.create(
             db, kind="unlearn", model=model, method=fr.method, params=fr.params, request_ids=[fr.id], actor=actor
         )
+        served, rows = 1, []
     location = f"/v1/forget-requests/{fr.id}"
-    # Built from the rows just written (what describe() would read back), without reading them back.
+    # Built from the rows being written (what describe() would read back), without reading them back.
     answer = Answer(202, ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id], served)]).model_dump(mode="json"), location)
-    repository.add_idempotency(
-        db,
+    rows.append(
         IdempotencyKey(
             tenant_id=tenant_id,
             key=key or _request_id_key(body),
@@ -203,8 +205,12 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
             location=location,
             forget_request_id=fr.id,
             created_at=now,
-        ),
+        )
     )
+    # The rest in one statement with the transaction's audit events (under load each round trip
+    # waits for a CPU: benchmarks/results/service.md). A concurrent retry with the same key or
+    # request_id raises IntegrityError here, inside submit().
+    repository.add_together(db, rows, audit.take_pending(db))
     return answer
 
 

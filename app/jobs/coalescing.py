@@ -38,8 +38,9 @@ from app.settings import get_settings
 def join_queued(
     db: Session, *, model: Model, fr: ForgetRequest, method: str, params: dict[str, Any], actor: str
 ) -> tuple[Job, int] | None:
-    """The QUEUED job ``fr`` joined, with how many requests it serves now, or None when there is none
-    to join: the caller queues one.
+    """The QUEUED job ``fr`` joins, with how many requests it serves now, or None when there is none
+    to join: the caller queues one. The caller writes ``fr``'s link to the job (a JobRequest) with
+    ``fr`` itself, in the same transaction (app.forget_requests.service writes them in one statement).
 
     Submits that find nothing to join would each queue a job of their own (a burst of 100 requests
     became 11 runs, not 2), so the model's queue lock picks one of them to queue it; the others wait
@@ -57,7 +58,6 @@ def join_queued(
         if found is None:
             return None
     job, served = found
-    repository.add_request(db, job.id, fr.id)
     _record(db, job, fr, "job.request_joined", actor, requests=served + 1)
     return job, served + 1
 

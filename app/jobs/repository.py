@@ -99,10 +99,6 @@ def lock_job(db: Session, job_id: uuid.UUID) -> Job:
     ).one()
 
 
-def add_request(db: Session, job_id: uuid.UUID, forget_request_id: uuid.UUID) -> None:
-    db.add(JobRequest(job_id=job_id, forget_request_id=forget_request_id))  # written by the next flush
-
-
 def remove_request(db: Session, job_id: uuid.UUID, forget_request_id: uuid.UUID) -> None:
     db.execute(delete(JobRequest).where(JobRequest.job_id == job_id, JobRequest.forget_request_id == forget_request_id))
 
