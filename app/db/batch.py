@@ -57,7 +57,7 @@ def insert_together(db: Session, rows: list[Rows]) -> None:
 
 # Each shape (tables, columns, row counts) is compiled once, to SQL text with named parameters:
 # SQLAlchemy does not cache the compiled form of a multi-row INSERT, and compiling this statement
-# for every submit cost more CPU than the two round trips it saves (py-spy of the API).
+# for every submit cost more CPU than the round trips it saves (py-spy of the API).
 Shape = tuple[tuple[Table, tuple[str, ...], int], ...]
 
 
