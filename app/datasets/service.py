@@ -200,9 +200,13 @@ def _audit_registered(db: Session, ds: Dataset, actor: str) -> None:
     )
 
 
-def check_forget_samples(db: Session, dataset: Dataset, sample_ids: Sequence[str]) -> None:
-    """422 if any ID is not a training sample of the dataset (unknown ones listed, first 100)."""
-    splits = repository.splits_of(db, dataset.id, sample_ids)
+def check_forget_samples(
+    db: Session, dataset: Dataset, sample_ids: Sequence[str], *, splits: dict[str, str] | None = None
+) -> None:
+    """422 if any ID is not a training sample of the dataset (unknown ones listed, first 100).
+    ``splits``: the IDs' splits already read (see app.forget_requests.lookups)."""
+    if splits is None:
+        splits = repository.splits_of(db, dataset.id, sample_ids)
     unknown = [s for s in sample_ids if s not in splits]
     if unknown:
         raise Invalid(

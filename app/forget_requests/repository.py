@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.db import batch
@@ -67,8 +68,16 @@ def list_requests(
     return list(db.scalars(q))
 
 
-def get_idempotency(db: Session, tenant_id: str, key: str) -> IdempotencyKey | None:
-    return db.get(IdempotencyKey, (tenant_id, key))
+def get_idempotency(db: Session, tenant_id: str, key: str) -> Row[Any] | None:
+    """The answer stored under the key (body_sha256, status_code, response, location), or None:
+    every submit asks, so a Core statement (app.db.rows)."""
+    return db.execute(_IDEMPOTENCY, {"tenant_id": tenant_id, "key": key}).first()
+
+
+_KEYS = IdempotencyKey.__table__
+_IDEMPOTENCY = select(_KEYS.c.body_sha256, _KEYS.c.status_code, _KEYS.c.response, _KEYS.c.location).where(
+    _KEYS.c.tenant_id == bindparam("tenant_id"), _KEYS.c.key == bindparam("key")
+)
 
 
 def idempotency_of_request(db: Session, forget_request_id: uuid.UUID) -> IdempotencyKey | None:

@@ -15,10 +15,10 @@ from app.core.errors import Conflict, Invalid, NotFound, ProblemError
 from app.core.hashing import keyed_hmac, sha256_of_json
 from app.core.ids import uuid7
 from app.datasets import service as datasets
-from app.datasets.tables import Dataset
 from app.db import rollback
+from app.db.rows import Snapshot
 from app.db.types import utcnow
-from app.forget_requests import repository
+from app.forget_requests import lookups, repository
 from app.forget_requests.schemas import ForgetRequestBase, ForgetRequestOut
 from app.forget_requests.tables import ForgetRequest, IdempotencyKey
 from app.jobs import coalescing
@@ -28,7 +28,6 @@ from app.jobs.schemas import JobOut
 from app.jobs.states import TERMINAL
 from app.jobs.tables import Job, JobRequest
 from app.models import service as models
-from app.models.tables import Model
 from app.settings import get_settings
 from workers.engine.methods import METHODS, get_method
 from workers.engine.methods.base import MethodNotApplicable
@@ -62,7 +61,7 @@ def describe(db: Session, fr: ForgetRequest) -> ForgetRequestOut:
     return _out(fr, jobs_repo.jobs_of_request_with_counts(db, fr.id))
 
 
-def _out(fr: ForgetRequest, jobs: list[tuple[Job, int]]) -> ForgetRequestOut:
+def _out(fr: ForgetRequest | Snapshot, jobs: list[tuple[Job | Snapshot, int]]) -> ForgetRequestOut:
     """The request with its jobs, each with how many requests it serves."""
     return ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id], served) for job, served in jobs])
 
@@ -70,20 +69,28 @@ def _out(fr: ForgetRequest, jobs: list[tuple[Job, int]]) -> ForgetRequestOut:
 def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None, tenant_id: str, actor: str) -> Answer:
     """Idempotency keys and client request_ids are the tenant's own: another tenant's never match.
 
-    Before the work, one lookup: the answer stored under the key this submit would store its own
-    under (the Idempotency-Key, else one derived from the request_id). A request_id used before
+    Before the work, one statement (app.forget_requests.lookups) reads the answer stored under the
+    key this submit would store its own under (the Idempotency-Key, else one derived from the
+    request_id), the model and its dataset, and the splits of the sample IDs. A request_id used before
     under another key, or with another body, is caught by the unique (tenant, request_id) of
     forget_requests when the request is written, and answered then."""
     body_sha = sha256_of_json(body.model_dump(mode="json"))
+    found = lookups.submit_lookups(
+        db,
+        tenant_id=tenant_id,
+        key=idempotency_key or _request_id_key(body),
+        model_id=body.model_id,
+        sample_ids=_sample_ids_to_check(body),
+    )
     if idempotency_key:
-        earlier = _answer_by_key(db, idempotency_key, body_sha, tenant_id)
+        earlier = _stored_answer(found.stored_answer, body_sha)
     else:
-        row = repository.get_idempotency(db, tenant_id, _request_id_key(body))
+        row = found.stored_answer
         earlier = _replay(row) if row is not None and row.body_sha256 == body_sha else None
     if earlier:
         return earlier
     try:
-        return _accept(db, body, body_sha, idempotency_key, tenant_id, actor)
+        return _accept(db, body, body_sha, idempotency_key, tenant_id, actor, found)
     except IntegrityError:
         # A concurrent retry with the same key or request_id committed first: answer as it did.
         rollback(db)
@@ -93,6 +100,15 @@ def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None,
         if earlier is None:
             raise
         return earlier
+
+
+def _sample_ids_to_check(body: ForgetRequestBase) -> list[str]:
+    """The sample IDs whose splits the lookups read: none for a class scope, and none past the
+    per-request limit (that request is refused before its IDs are looked at)."""
+    values = body.scope.values
+    if body.scope.type != "sample_ids" or len(values) > get_settings().max_ids_per_request:
+        return []
+    return values
 
 
 def _request_id_key(body: ForgetRequestBase) -> str:
@@ -105,7 +121,11 @@ def _replay(row: IdempotencyKey) -> Answer:
 
 
 def _answer_by_key(db: Session, key: str, body_sha: str, tenant_id: str) -> Answer | None:
-    row = repository.get_idempotency(db, tenant_id, key)
+    return _stored_answer(repository.get_idempotency(db, tenant_id, key), body_sha)
+
+
+def _stored_answer(row, body_sha: str) -> Answer | None:
+    """The answer stored under an Idempotency-Key, if any: 422 if it was for another body."""
     if row is None:
         return None
     if row.body_sha256 != body_sha:
@@ -131,11 +151,21 @@ def _answer_by_request_id(db: Session, body: ForgetRequestBase, body_sha: str, t
     return _replay(repository.idempotency_of_request(db, existing.id))
 
 
-def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None, tenant_id: str, actor: str) -> Answer:
+def _accept(
+    db: Session,
+    body: ForgetRequestBase,
+    body_sha: str,
+    key: str | None,
+    tenant_id: str,
+    actor: str,
+    found: lookups.SubmitLookups,
+) -> Answer:
     settings = get_settings()
-    model, dataset = models.get_model_and_dataset(db, body.model_id, tenant_id=tenant_id)
+    model, dataset = found.model, found.dataset
+    if model is None or dataset is None or model.tenant_id != tenant_id:  # another tenant's is as absent
+        raise NotFound("model", body.model_id)
     scope_type, values = body.scope.type, body.scope.values
-    _check_scope(db, model, dataset, scope_type, values)
+    _check_scope(db, model, dataset, scope_type, values, found.splits)
     method = get_method(body.method)
     _check_method(method, scope_type, model)
     _check_layers(model, dataset, getattr(body.params, "layers", None))
@@ -214,7 +244,9 @@ def _accept(db: Session, body: ForgetRequestBase, body_sha: str, key: str | None
     return answer
 
 
-def _check_scope(db: Session, model: Model, dataset: Dataset, scope_type: str, values: list) -> None:
+def _check_scope(
+    db: Session, model: Snapshot, dataset: Snapshot, scope_type: str, values: list, splits: dict[str, str]
+) -> None:
     if scope_type == "class_labels" and dataset.format == "text":
         raise Invalid(
             f"model {model.id} is a language model: a language model has no classes; name documents "
@@ -228,7 +260,7 @@ def _check_scope(db: Session, model: Model, dataset: Dataset, scope_type: str, v
                 f"{len(values)} sample IDs in one request; the limit is {limit} "
                 "(UNLEARND_MAX_IDS_PER_REQUEST): split it into several requests"
             )
-        datasets.check_forget_samples(db, dataset, values)
+        datasets.check_forget_samples(db, dataset, values, splits=splits)
         return
     unknown = sorted(set(values) - set(dataset.classes))
     if unknown:
@@ -241,7 +273,7 @@ def _check_scope(db: Session, model: Model, dataset: Dataset, scope_type: str, v
         raise Invalid("forgetting every class leaves nothing to retain", title="Nothing would be retained")
 
 
-def _check_method(method, scope_type: str, model: Model) -> None:
+def _check_method(method, scope_type: str, model: Snapshot) -> None:
     kind = models.kind_of(model.architecture)
     if kind not in method.kinds:
         try:
@@ -281,7 +313,7 @@ def _check_method(method, scope_type: str, model: Model) -> None:
         )
 
 
-def _check_calibration_documents(db: Session, model: Model, dataset: Dataset, ids: list[str] | None) -> None:
+def _check_calibration_documents(db: Session, model: Snapshot, dataset: Snapshot, ids: list[str] | None) -> None:
     """gradient_ascent's calibration_documents: held-out documents of the model's text dataset."""
     if not ids:
         return
@@ -290,7 +322,7 @@ def _check_calibration_documents(db: Session, model: Model, dataset: Dataset, id
     datasets.check_held_out_samples(db, dataset, ids, field="params.calibration_documents")
 
 
-def _check_layers(model: Model, dataset: Dataset, layers: list[str] | None) -> None:
+def _check_layers(model: Snapshot, dataset: Snapshot, layers: list[str] | None) -> None:
     """A method's ``layers`` must name layers of the model (else its job could only fail later)."""
     if not layers:
         return

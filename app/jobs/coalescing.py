@@ -25,19 +25,19 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core.errors import Conflict
+from app.db.rows import Snapshot
 from app.db.types import utcnow
 from app.forget_requests import repository as requests_repo
 from app.forget_requests.tables import ForgetRequest
 from app.jobs import repository
 from app.jobs.states import CANCELLED, QUEUED
 from app.jobs.tables import Job
-from app.models.tables import Model
 from app.settings import get_settings
 
 
 def join_queued(
-    db: Session, *, model: Model, fr: ForgetRequest, method: str, params: dict[str, Any], actor: str
-) -> tuple[Job, int] | None:
+    db: Session, *, model: Snapshot, fr: ForgetRequest, method: str, params: dict[str, Any], actor: str
+) -> tuple[Snapshot, int] | None:
     """The QUEUED job ``fr`` joins, with how many requests it serves now, or None when there is none
     to join: the caller queues one. The caller writes ``fr``'s link to the job (a JobRequest) with
     ``fr`` itself, in the same transaction (app.forget_requests.service writes them in one statement).
@@ -63,8 +63,8 @@ def join_queued(
 
 
 def _joinable(
-    db: Session, model: Model, fr: ForgetRequest, method: str, params: dict[str, Any], cap: int
-) -> tuple[Job, int] | None:
+    db: Session, model: Snapshot, fr: ForgetRequest, method: str, params: dict[str, Any], cap: int
+) -> tuple[Snapshot, int] | None:
     """The oldest QUEUED job ``fr`` may join (share-locked), with how many requests it serves."""
     for job, served, first_scope in repository.share_queued_unlearn_jobs(db, model.id, method):
         if job.params != params or first_scope is None or served >= cap:
@@ -93,7 +93,7 @@ def leave(db: Session, job: Job, fr: ForgetRequest, *, actor: str) -> None:
     _record(db, job, fr, "job.request_left", actor, requests=repository.request_count(db, job.id))
 
 
-def _record(db: Session, job: Job, fr: ForgetRequest, action: str, actor: str, *, requests: int) -> None:
+def _record(db: Session, job: Job | Snapshot, fr: ForgetRequest, action: str, actor: str, *, requests: int) -> None:
     audit.record(
         db,
         action=action,

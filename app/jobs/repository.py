@@ -4,11 +4,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, text, update
+from sqlalchemy import bindparam, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.db import rows
+from app.db.rows import Snapshot
 from app.forget_requests.tables import ForgetRequest
 from app.jobs.states import ACTIVE, QUEUED
 from app.jobs.tables import Job, JobBatch, JobRequest
@@ -35,9 +37,10 @@ def compare_and_set(db: Session, job_id: uuid.UUID, expected_state: str, values:
     return result.rowcount == 1
 
 
-def share_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> list[tuple[Job, int, str | None]]:
+def share_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> list[tuple[Snapshot, int, str | None]]:
     """The model's QUEUED unlearn jobs of this method, oldest first, each with how many requests it
-    serves and its first request's scope type, share-locked until this transaction ends.
+    serves and its first request's scope type, share-locked until this transaction ends; the jobs
+    as read-only objects (app.db.rows: a submit's hot path).
 
     Joiners share the lock, so they never wait for each other; a worker's claim (an UPDATE of the
     row) waits until every joiner holding it has committed, so its run includes them. A job whose
@@ -49,23 +52,11 @@ def share_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> 
     model's queue, made every submit for a model wait for the one before it to commit; that queue
     was most of a POST's time at 50 clients.
     """
-    served = select(func.count()).where(JobRequest.job_id == Job.id).correlate(Job).scalar_subquery()
-    first_scope = (
-        select(ForgetRequest.scope_type)
-        .join(JobRequest, JobRequest.forget_request_id == ForgetRequest.id)
-        .where(JobRequest.job_id == Job.id)
-        .order_by(ForgetRequest.id)
-        .limit(1)
-        .correlate(Job)
-        .scalar_subquery()
-    )
-    q = (
-        select(Job, served, first_scope)
-        .where(Job.model_id == model_id, Job.kind == "unlearn", Job.state == QUEUED, Job.method == method)
-        .order_by(Job.id)
-        .with_for_update(read=True, of=Job, skip_locked=True)
-    )
-    return [(job, count, scope) for job, count, scope in db.execute(q)]
+    found = []
+    for row in db.execute(_SHARE_QUEUED, {"model_id": model_id, "method": method}):
+        (job,) = rows.split(row, _JOB)
+        found.append((job, row[-2], row[-1]))
+    return found
 
 
 def try_lock_queue(db: Session, model_id: uuid.UUID) -> bool:
@@ -135,20 +126,50 @@ def jobs_of_request_with_counts(db: Session, forget_request_id: uuid.UUID) -> li
     return [(job, count) for job, count in db.execute(q)]
 
 
-def request_with_jobs(db: Session, forget_request_id: uuid.UUID) -> tuple[ForgetRequest, list[tuple[Job, int]]] | None:
+def request_with_jobs(db: Session, forget_request_id: uuid.UUID) -> tuple[Snapshot, list[tuple[Snapshot, int]]] | None:
     """The request and its jobs, each with how many requests it serves, in one query (a poll's hot
-    path: two thirds of the requests under the service benchmark's load)."""
-    q = (
-        select(ForgetRequest, Job, _served())
-        .outerjoin(JobRequest, JobRequest.forget_request_id == ForgetRequest.id)
-        .outerjoin(Job, Job.id == JobRequest.job_id)
-        .where(ForgetRequest.id == forget_request_id)
-        .order_by(Job.id)
-    )
-    rows = db.execute(q).all()
-    if not rows:
+    path: two thirds of the requests under the service benchmark's load), as read-only objects
+    (app.db.rows: no ORM loading)."""
+    found = db.execute(_REQUEST_WITH_JOBS, {"id": forget_request_id}).all()
+    if not found:
         return None
-    return rows[0][0], [(job, count) for _, job, count in rows if job is not None]
+    split = [(*rows.split(row, _FR, _JOB), row[-1]) for row in found]
+    return split[0][0], [(job, served) for _, job, served in split if job is not None]
+
+
+_FR, _JOB, _LINK = ForgetRequest.__table__, Job.__table__, JobRequest.__table__
+_REQUEST_WITH_JOBS = (
+    select(
+        _FR,
+        _JOB,
+        select(func.count()).select_from(_LINK).where(_LINK.c.job_id == _JOB.c.id).correlate(_JOB).scalar_subquery(),
+    )
+    .outerjoin(_LINK, _LINK.c.forget_request_id == _FR.c.id)
+    .outerjoin(_JOB, _JOB.c.id == _LINK.c.job_id)
+    .where(_FR.c.id == bindparam("id"))
+    .order_by(_JOB.c.id)
+)
+_SHARE_QUEUED = (
+    select(
+        _JOB,
+        select(func.count()).select_from(_LINK).where(_LINK.c.job_id == _JOB.c.id).correlate(_JOB).scalar_subquery(),
+        select(_FR.c.scope_type)
+        .join(_LINK, _LINK.c.forget_request_id == _FR.c.id)
+        .where(_LINK.c.job_id == _JOB.c.id)
+        .order_by(_FR.c.id)
+        .limit(1)
+        .correlate(_JOB)
+        .scalar_subquery(),
+    )
+    .where(
+        _JOB.c.model_id == bindparam("model_id"),
+        _JOB.c.kind == "unlearn",
+        _JOB.c.state == QUEUED,
+        _JOB.c.method == bindparam("method"),
+    )
+    .order_by(_JOB.c.id)
+    .with_for_update(read=True, of=_JOB, skip_locked=True)
+)
 
 
 def request_count(db: Session, job_id: uuid.UUID) -> int:

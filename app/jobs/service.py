@@ -20,6 +20,7 @@ from app.audit import service as audit
 from app.core.errors import Conflict, NotFound, problem_body
 from app.core.ids import uuid7
 from app.db import on_commit
+from app.db.rows import Snapshot
 from app.db.types import utcnow
 from app.forget_requests import repository as requests_repo
 from app.jobs import repository, stuck
@@ -60,7 +61,7 @@ def create(
     db: Session,
     *,
     kind: str,
-    model: Model,
+    model: Model | Snapshot,
     method: str,
     params: dict[str, Any],
     request_ids: list[uuid.UUID],

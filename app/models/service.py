@@ -35,14 +35,6 @@ def get_model(db: Session, model_id: uuid.UUID, *, tenant_id: str) -> Model:
     return model
 
 
-def get_model_and_dataset(db: Session, model_id: uuid.UUID, *, tenant_id: str) -> tuple[Model, Dataset]:
-    """The model and its dataset in one query (a submit's hot path reads both); 404 as get_model."""
-    found = repository.get_with_dataset(db, model_id)
-    if found is None or found[0].tenant_id != tenant_id:
-        raise NotFound("model", model_id)
-    return found
-
-
 def get_version(db: Session, model_id: uuid.UUID, version: int, *, tenant_id: str) -> ModelVersion:
     return _version_of(db, get_model(db, model_id, tenant_id=tenant_id), version)
 
