@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from app.audit import sequencer
 from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
 from app.certificates.router import router as certificates_router
@@ -49,5 +50,6 @@ def create_app() -> FastAPI:
             raise NotFound("problem type", slug)
         return {"type": f"/problems/{slug}", "description": PROBLEM_TYPES[slug]}
 
+    sequencer.chain_in_background(settings.api_chains_audit)
     freeze_startup_objects()
     return app

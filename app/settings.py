@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # Threads per API process for submits, polls and certificates (app/core/threadpool.py): few, so
     # that on a busy host they are not all waiting for a CPU at once; other endpoints use anyio's 40.
     api_hot_threads: int = Field(2, ge=1, le=64)
+    # Whether an API process chains the audit events of its own commits. Off by default: the
+    # workers chain whatever waits after their own commits (a submit's job is claimed moments
+    # later), every reader chains before it reads, and the reconciler does on its schedule; chaining
+    # in the API took CPU and the interpreter lock from its requests (app/audit/sequencer.py).
+    api_chains_audit: bool = False
     # Server directories the API may read registered files from (datasets by `server_path`, BPE
     # tokenizer files), separated by os.pathsep (":" on Linux). Empty: server paths are refused.
     dataset_roots: str = ""

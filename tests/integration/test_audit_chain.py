@@ -128,3 +128,24 @@ def test_a_steady_stream_of_commits_is_chained_in_rounds_not_one_by_one(stack_en
         db.close()
     # rounds, plus those of the API's and the worker's sequencers, which may take some of them
     assert transactions <= 2 * rounds + 2
+
+
+def _events_of(table, request_id: uuid.UUID) -> list[str]:
+    db = new_session()
+    try:
+        return list(db.scalars(select(table.action).where(table.forget_request_id == request_id)))
+    finally:
+        db.close()
+
+
+def test_the_apis_events_are_chained_by_the_worker_with_nobody_reading(client, model):
+    """The API does not chain (UNLEARND_API_CHAINS_AUDIT is off): the worker's sequencer chains what
+    the API committed after the worker's own next commit (the job's claim), with nobody reading."""
+    created = forget(client, model["id"], {"sample_ids": train_ids(label=4, n=1)}, "finetune", {"epochs": 1})
+    assert created.status_code == 202
+    request_id = uuid.UUID(created.json()["id"])
+    deadline = time.monotonic() + 60
+    while _events_of(AuditInboxEvent, request_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _events_of(AuditInboxEvent, request_id) == []
+    assert "forget_request.received" in _events_of(AuditEvent, request_id)
