@@ -146,6 +146,8 @@ def chain_in_background(enabled: bool) -> None:
     """Whether :func:`wake` chains in this process. The API turns it off (``UNLEARND_API_CHAINS_AUDIT``):
     under 50 clients on 2 cores its sequencer thread cost the API 3.0-4.1 ms of CPU per request
     against 2.7-2.8 without, and POST p99 was 48-67 ms against 33-38 (three interleaved 30 s runs
-    each, not committed); the workers chain the API's events after their next commit instead, and
-    readers never wait for that (:func:`flush`)."""
+    each, not committed; the full service benchmark run after the change, benchmarks/results/service.md,
+    did not show the p99 lower than the run before it, within the machine's spread). The workers
+    chain the API's events after their next commit instead, and readers never wait for that
+    (:func:`flush`)."""
     _background.enabled = enabled
