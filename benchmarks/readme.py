@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.service.report import by_level, spread
+from benchmarks.service.report import by_level, speed_sentence, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -99,6 +99,11 @@ def service_section(path: Path) -> list[str]:
         f"API, Postgres, Redis, one worker and the load generator on one {m['cores']}-core machine "
         f"({m['cpu']}); every request forgets one sample of a tiny model, all on the same model.",
         "",
+        *(
+            [f"The machine at idle: {speed_sentence(data['machine_speed_ms'])} (medians).", ""]
+            if data.get("machine_speed_ms")
+            else []
+        ),
         f"Each paced level ran {data.get('repeats', 1)} times: median over the runs, (min - max) for the p99s.",
         "",
         "| mode | clients | requests/s | POST p50 / p99 (ms) | POST p99 in the API (ms) | GET p50 / p99 (ms) "

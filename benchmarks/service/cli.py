@@ -15,7 +15,7 @@ import numpy as np
 
 from app.datasets.builtin import digits_arrays
 from benchmarks.forgetting.report import machine
-from benchmarks.service import load
+from benchmarks.service import calibrate, load
 from benchmarks.service.stack import Stack
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     stack = Stack(api_workers=args.api_workers)
     client = httpx.Client(base_url=stack.url, timeout=60, headers=stack.headers)
     try:
+        speed = calibrate.measure(stack.dsn)  # before the model trains: the worker is idle
+        log.info("machine speed at idle: %s", speed)
         model_id, samples = _setup(client)
         runs: list[tuple[dict, list[str]]] = []
         for clients in args.clients:
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
         levels = [level for level, _ in runs]
         summary = {
             "machine": machine(),
+            "machine_speed_ms": speed,
             "api_workers": args.api_workers,
             "paced_seconds": args.duration,
             "ramp_seconds": args.ramp,

@@ -52,6 +52,7 @@ class Stack:
         except BaseException:
             self.close()  # a stack that failed to start must not leave a worker behind
             raise
+        self.dsn = f"host={PG_HOST} port={PG_PORT} user=postgres dbname={self.db_name}"
         self.url = f"http://127.0.0.1:{port}"
         self.headers = {"Authorization": f"Bearer {secret}"}
 

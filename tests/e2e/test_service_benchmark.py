@@ -27,9 +27,15 @@ def test_every_accepted_request_ends_succeeded_and_the_report_is_written(tmp_pat
     assert summary["lost"] == 0 and summary["accepted"] == sum(lv["accepted"] for lv in levels)
     assert summary["requests_not_accepted_by_any_client"] == 0
 
+    # the machine's speed at idle, measured before the load: real timings, not placeholders
+    speed = summary["machine_speed_ms"]
+    assert 0.1 < speed["python_ms"] < 5_000
+    assert 0 < speed["pg_round_trip_ms"] < speed["pg_commit_ms"] < 1_000
+
     saved = json.loads((tmp_path / "service.json").read_text())
     assert saved["accepted"] == summary["accepted"]
     table = (tmp_path / "service.md").read_text()
     assert "| paced | 1 | 1 |" in table and "| paced | 1 | 2 |" in table and "| burst | 3 | 1 |" in table
     assert "Over the 2 runs of each paced level" in table
+    assert f"{speed['python_ms']:.1f} ms for 5,000 validations" in table
     assert (tmp_path / "service.png").stat().st_size > 10_000
