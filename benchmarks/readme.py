@@ -99,11 +99,8 @@ def service_section(path: Path) -> list[str]:
         f"API, Postgres, Redis, one worker and the load generator on one {m['cores']}-core machine "
         f"({m['cpu']}); every request forgets one sample of a tiny model, all on the same model.",
         "",
-        *(
-            [f"The machine at idle: {speed_sentence(data['machine_speed_ms'])} (medians).", ""]
-            if data.get("machine_speed_ms")
-            else []
-        ),
+        f"The machine at idle: {speed_sentence(data['machine_speed_ms'])} (medians).",
+        "",
         f"Each paced level ran {data.get('repeats', 1)} times: median over the runs, (min - max) for the p99s.",
         "",
         "| mode | clients | requests/s | POST p50 / p99 (ms) | POST p99 in the API (ms) | GET p50 / p99 (ms) "

@@ -72,7 +72,8 @@ def markdown(summary: dict) -> str:
         "Every request forgets one training sample of a tiny MLP on digits with finetune (1 epoch); "
         "all requests target the same model, whose jobs run one at a time.",
         "",
-        *_speed_lines(summary.get("machine_speed_ms")),
+        f"Machine speed at idle, before the load (medians): {speed_sentence(summary['machine_speed_ms'])}.",
+        "",
         f"paced ({summary['paced_seconds']:.0f} s per level): each client POSTs a request, polls it every "
         f"0.5 s until it ends, then POSTs the next; the clients join one by one over the first "
         f"{summary['ramp_seconds']:.0f} s (included in the figures). burst: each client POSTs its requests "
@@ -129,18 +130,12 @@ def markdown(summary: dict) -> str:
 
 
 def speed_sentence(speed: dict) -> str:
+    """How fast the machine was at idle (benchmarks/service/calibrate.py): machines of one kind differ."""
     return (
         f"{speed['python_ms']:.1f} ms for 5,000 validations and serialisations of a request body in Python, "
         f"{speed['pg_round_trip_ms']:.3f} ms per Postgres round trip, {speed['pg_commit_ms']:.3f} ms per "
         "one-row insert and COMMIT"
     )
-
-
-def _speed_lines(speed: dict | None) -> list[str]:
-    """Machines of one kind differ (benchmarks/service/calibrate.py): how fast this one was at idle."""
-    if not speed:
-        return []
-    return [f"Machine speed at idle, before the load (medians): {speed_sentence(speed)}.", ""]
 
 
 def spread(figure: tuple[float, float, float] | None, digits: int = 1) -> str:
