@@ -39,9 +39,9 @@ class Settings(BaseSettings):
     # Each worker writes a heartbeat this often (and at once when its job changes); it lives 3x as
     # long. A running job whose worker's heartbeat is gone is taken back by the reconciler.
     worker_heartbeat_interval_s: float = Field(10.0, ge=1, le=300)
-    # The CPU priority of the worker's job process: idle (SCHED_IDLE), low (nice 10) or normal,
-    # below the API's on a shared host (workers/priority.py).
-    worker_cpu_priority: Literal["normal", "low", "idle"] = "idle"
+    # The CPU priority of the worker's job process: normal, or opt-in low (nice 10) or idle
+    # (SCHED_IDLE) to yield to an API on the same host; never applied to a process serving the API.
+    worker_cpu_priority: Literal["normal", "low", "idle"] = "normal"
     # Celery's Redis visibility timeout: must exceed the longest job, or Redis redelivers it.
     broker_visibility_timeout_s: int = Field(6 * 3600, ge=60)
     # Reconciler: re-enqueue jobs QUEUED for longer than this; how often beat runs it.

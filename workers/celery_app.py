@@ -29,6 +29,7 @@ def _configure_logging(**_kwargs) -> None:
 
 @worker_process_init.connect
 def _run_jobs_below_the_api(**_kwargs) -> None:
-    """The pool child that runs jobs yields CPU to the API (workers/priority.py); the embedded mode's
-    solo pool runs jobs in the API's own process and is left alone."""
+    """The pool child that runs jobs yields CPU to the API if the operator asked for it
+    (workers/priority.py); the embedded mode's solo pool fires this in the API's own process, which
+    lower_cpu_priority leaves alone."""
     lower_cpu_priority(get_settings().worker_cpu_priority)

@@ -24,6 +24,9 @@ DEMO_MODEL = "digits-cnn"
 
 def start_worker_thread() -> WorkController:
     import workers.celery_app  # noqa: F401  (registers the tasks)
+    from workers.priority import mark_serves_api
+
+    mark_serves_api()  # the solo pool's worker_process_init fires here, in the API's process
 
     app = celery_app()
     app.finalize()

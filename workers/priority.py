@@ -1,9 +1,10 @@
-"""Unlearning jobs run below the API's CPU priority (``UNLEARND_WORKER_CPU_PRIORITY``, default ``idle``).
+"""An operator may run unlearning jobs below the API's CPU priority (``UNLEARND_WORKER_CPU_PRIORITY``,
+default ``normal``).
 
 A job is batch work whose deadline is days away; a POST or a poll has someone waiting on it. Where
-the API and a worker share CPU cores (one box, as in the service benchmark), a job at the API's
-priority took a core whenever it wanted one, and every database round trip of a request waited
-behind it for a CPU. The job's process now yields:
+the API and a worker share CPU cores, a lower priority lets requests go first. It is opt-in: on a
+busy host an idle-priority job process may make no progress at all, and it never applies to a
+process that also serves the API (the embedded mode's solo pool runs jobs in the API's process):
 
 - ``idle``: Linux's SCHED_IDLE policy: any other runnable thread that wakes up takes the CPU from
   the job at once; the job runs on what nothing else wants (a dedicated GPU box: all of it).
@@ -29,9 +30,21 @@ CpuPriority = Literal["normal", "low", "idle"]
 NICE: dict[str, int] = {"normal": 0, "low": 10, "idle": 19}
 
 
+_serves_api = False
+
+
+def mark_serves_api() -> None:
+    """This process also serves the API: never lower it (the embedded mode calls this first)."""
+    global _serves_api
+    _serves_api = True
+
+
 def lower_cpu_priority(priority: CpuPriority) -> None:
     nice = NICE[priority]
     if nice == 0:
+        return
+    if _serves_api:
+        log.warning("UNLEARND_WORKER_CPU_PRIORITY=%s ignored: this process also serves the API", priority)
         return
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if current < nice:

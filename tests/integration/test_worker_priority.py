@@ -1,12 +1,15 @@
-"""The worker's pool process runs jobs at a lower CPU priority than the API (workers/priority.py)."""
+"""Jobs run at normal CPU priority unless an operator opts in (workers/priority.py); a lower
+priority never applies to a process that also serves the API (the embedded mode)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from app.settings import get_settings
-from workers.priority import NICE
+from tests.processes import ROOT
 
 
 def _nice(pid: int) -> int:
@@ -27,22 +30,27 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_the_pool_process_runs_below_the_api(worker, api_url):
-    assert get_settings().worker_cpu_priority == "idle"  # the default
-    nice = NICE["idle"]
+def test_the_pool_process_runs_at_normal_priority_by_default(worker):
+    assert get_settings().worker_cpu_priority == "normal"  # the default
     [pool] = _children(worker.proc.pid)  # concurrency 1: one pool process runs the jobs
-    assert os.sched_getscheduler(pool) == os.SCHED_IDLE
-    assert _nice(pool) == nice
-    group = Path(f"/proc/{pool}/autogroup")
-    if group.exists():  # the kernel weighs sessions against each other: the worker's session is lowered too
-        assert group.read_text().split()[-1] == str(nice)
-    port = api_url.rpartition(":")[2].encode()
-    [api] = [p for p in os.listdir("/proc") if p.isdigit() and b"--port\0" + port + b"\0" in _cmdline(p)]
-    assert _nice(int(api)) == 0 and os.sched_getscheduler(int(api)) == os.SCHED_OTHER  # the API: the default
+    assert os.sched_getscheduler(pool) == os.SCHED_OTHER
+    assert _nice(pool) == _nice(worker.proc.pid)
 
 
-def _cmdline(pid: str) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+def _priority_after(code: str) -> tuple[int, int]:
+    """(scheduler policy, nice) of a fresh process after running ``code``."""
+    script = f"import os\n{code}\nprint(os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))"
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    policy, nice = out.stdout.split()
+    return int(policy), int(nice)
+
+
+def test_idle_priority_is_opt_in_and_never_lowers_an_api_process():
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    lowered = _priority_after("from workers.priority import lower_cpu_priority; lower_cpu_priority('idle')")
+    assert lowered == (os.SCHED_IDLE, max(base, 19))
+    serving = _priority_after(
+        "from workers.priority import lower_cpu_priority, mark_serves_api\n"
+        "mark_serves_api(); lower_cpu_priority('idle')"
+    )
+    assert serving == (os.SCHED_OTHER, base)
