@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         from app.certificates.offline import verify_file
 
         result = verify_file(args.certificate, args.public_key)
-        print("valid" if result.ok else f"INVALID: {result.reason}")
+        print(f"valid: {result.reason}" if result.ok else f"INVALID: {result.reason}")
         raise SystemExit(0 if result.ok else 1)
 
 

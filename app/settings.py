@@ -14,11 +14,18 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workers.engine.verification.policy import (  # torch-free
+    LOOSEST,
+    VerificationChange,
+    VerificationPolicy,
+    check_change,
+)
+
 DEV_SUBJECT_KEY = "dev-only-subject-key-change-me"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="UNLEARND_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="UNLEARND_", env_nested_delimiter="__", extra="ignore")
 
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///var/unlearnd.db"
@@ -54,6 +61,9 @@ class Settings(BaseSettings):
     worker_db_retry_s: float = Field(120.0, ge=0)
     # Evaluation: retain accuracy is measured on at most this many retain rows (seeded sample).
     eval_retain_max_rows: int = Field(10_000, ge=100)
+    # The verification gate's default thresholds (UNLEARND_VERIFICATION__MIA_MARGIN=0.03, ...); a
+    # request may tighten them, or loosen them within fixed bounds with a reason.
+    verification: VerificationPolicy = Field(default_factory=VerificationPolicy)
 
     # Requests
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
@@ -105,6 +115,17 @@ class Settings(BaseSettings):
         if self.redis_url:
             return self.redis_url
         return self.broker_url if self.broker_url.startswith("redis") else ""
+
+    @model_validator(mode="after")
+    def _verification_within_bounds(self) -> Settings:
+        """An operator sets the defaults, but not past the bounds a request's loosening stops at."""
+        problems = check_change(
+            VerificationPolicy(),
+            VerificationChange(**self.verification.model_dump(include=set(LOOSEST)), reason="operator"),
+        )
+        if problems:
+            raise ValueError("UNLEARND_VERIFICATION__*: " + "; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Settings:

@@ -82,12 +82,15 @@ def forget(
     params: dict | None = None,
     key: str | None = None,
     request_id: str | None = None,
+    **fields,
 ) -> httpx.Response:
+    """POST a forget request; ``fields``: more of the body (on_verification_failure, verification, ...)."""
     body = {
         "request_id": request_id or f"req-{uuid.uuid4().hex}",
         "model_id": model_id,
         "scope": scope,
         "method": method,
+        **fields,
     }
     if params is not None:
         body["params"] = params

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from app.datasets import file_erasure
 from app.db import commit, session_scope
 from app.models import retention
 from app.settings import get_settings
@@ -95,5 +96,35 @@ def _delete_superseded(actor: str) -> int:
     deleted = _own_transaction(
         lambda db: purge.delete_superseded(db, get_artifact_store(), actor=actor),
         "deleting superseded update-log chunk files",
+    )
+    return deleted or 0
+
+
+def erase_from_dataset_files(actor: str, *, limit: int = 20) -> int:
+    """Remove tombstoned rows from the stored dataset files (app/datasets/file_erasure.py): each due
+    dataset (at most ``limit``, longest due first) rewritten in a transaction of its own, then the
+    files those rewrites replaced deleted after their commits, and first of all any that a pass
+    stopped between its commit and its deletion left. Returns the files rewritten."""
+    store = get_artifact_store()
+    _delete_superseded_dataset_files(actor)
+    due = _own_transaction(lambda db: file_erasure.due(db, limit=limit), "looking for dataset files to rewrite")
+    done = 0
+    for dataset_id in due or []:
+        result = _own_transaction(
+            lambda db, d=dataset_id: file_erasure.rewrite(db, store, dataset_id=d, actor=actor),
+            f"removing erased rows from the file of dataset {dataset_id}",
+        )
+        if result is not None:
+            done += 1
+            log.info("dataset %s: %d erased row(s) removed from its stored file", dataset_id, result.rows_removed)
+    if due:
+        _delete_superseded_dataset_files(actor)
+    return done
+
+
+def _delete_superseded_dataset_files(actor: str) -> int:
+    deleted = _own_transaction(
+        lambda db: file_erasure.delete_superseded(db, get_artifact_store(), actor=actor),
+        "deleting replaced dataset files",
     )
     return deleted or 0

@@ -29,7 +29,12 @@ def reconcile() -> dict[str, int]:
     from app.audit import sequencer
     from app.db import commit, session_scope
     from app.jobs.service import reconcile as reconcile_jobs
-    from workers.housekeeping import purge_retired_versions, purge_update_logs, sweep_orphan_checkpoints
+    from workers.housekeeping import (
+        erase_from_dataset_files,
+        purge_retired_versions,
+        purge_update_logs,
+        sweep_orphan_checkpoints,
+    )
 
     with session_scope() as db:
         report = reconcile_jobs(db)
@@ -41,5 +46,6 @@ def reconcile() -> dict[str, int]:
         **report,
         "versions_purged": purge_retired_versions("reconciler"),
         "update_log_purges": purge_update_logs("reconciler"),
+        "dataset_files_rewritten": erase_from_dataset_files("reconciler"),
         "orphan_checkpoints_deleted": sweep_orphan_checkpoints(),
     }

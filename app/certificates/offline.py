@@ -25,10 +25,14 @@ CERTIFICATE_TYPE = "unlearnd.deletion-certificate"
 _PEM_PREFIX = "-----BEGIN"
 
 
+GUARANTEES = ("exact", "verified", "unverified")
+
+
 @dataclass(frozen=True)
 class VerificationResult:
     ok: bool
     reason: str
+    guarantee: str | None = None  # what a valid certificate claims: exact, verified or unverified
 
 
 def b64url_encode(data: bytes) -> str:
@@ -113,7 +117,24 @@ def verify_certificate(document: dict[str, Any], public_key: str | bytes) -> Ver
         key.verify(sig, signing_input(certificate))
     except InvalidSignature:
         return VerificationResult(False, "signature does not match the certificate (altered, or signed by another key)")
-    return VerificationResult(True, f"signed by key {kid}")
+    guarantee = certificate.get("guarantee", "unverified")  # version 1 certificates predate the gate
+    if guarantee not in GUARANTEES:
+        return VerificationResult(False, f"unknown guarantee {guarantee!r}")
+    return VerificationResult(True, f"signed by key {kid}; guarantee: {describe(certificate)}", guarantee)
+
+
+def describe(certificate: dict[str, Any]) -> str:
+    """The guarantee in words, with the tests behind it."""
+    guarantee = certificate.get("guarantee", "unverified")
+    tests = (certificate.get("verification") or {}).get("tests") or []
+    if guarantee == "exact":
+        return "exact (retrained from scratch without the data)"
+    shown = ", ".join(
+        f"{t.get('name')} {t.get('statistic')} vs {t.get('threshold')}: {'pass' if t.get('passed') else 'FAIL'}"
+        for t in tests
+        if isinstance(t, dict) and t.get("passed") is not None
+    )
+    return f"{guarantee} ({shown or 'no test ran'})"
 
 
 def verify_file(certificate_path: str, public_key: str) -> VerificationResult:

@@ -55,10 +55,12 @@ def issue(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> dict[
     if anchor is None:
         raise _not_available(fr, "has no audit event recording its job's success")
     model = models_repo.get(db, job.model_id)
+    evidence = job_evidence(job)
     certificate = {
         "type": CERTIFICATE_TYPE,
-        "version": 1,
-        "claim": _claim(fr, job, model),
+        "version": 2,
+        "guarantee": evidence["guarantee"],
+        "claim": _claim(fr, job, model, evidence),
         "forget_request_id": str(fr.id),
         "request_id": fr.request_id,
         "regulation": fr.regulation,
@@ -70,8 +72,10 @@ def issue(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> dict[
         "result_version": _version(db, fr, model, job.result_version),
         "method": job.method,
         "params": job.params,
+        "methods_tried": evidence["methods_tried"],
         "code_version": code_version(),
-        "verification": job.metrics,
+        "verification": evidence["verification"],
+        "metrics": job.metrics,
         "times": {
             "received_at": _iso(fr.received_at),
             "started_at": _iso(job.started_at),
@@ -103,23 +107,57 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def _claim(fr: ForgetRequest, job: Job, model: Model) -> str:
-    """One line a person can read; the structured fields beside it are what a program checks."""
+def job_evidence(job: Job) -> dict[str, Any]:
+    """The guarantee a job's result carries, its tests and the methods tried (workers/runner/attempts.py).
+    A job from before the gate existed: ``exact`` for a retrain, else ``unverified`` (no test ran)."""
+    metrics = job.metrics or {}
+    gate = metrics.get("verification")
+    if not isinstance(gate, dict):
+        guarantee = "exact" if job.method == "retrain" else "unverified"
+        return {
+            "guarantee": guarantee,
+            "verification": {"tests": [], "note": "made before the verification gate; no test ran"},
+            "methods_tried": [{"method": job.method, "outcome": guarantee}],
+        }
+    tests = [
+        {k: t.get(k) for k in ("name", "statistic", "threshold", "comparison", "passed", "note") if k in t}
+        for t in gate.get("tests", [])
+    ]
+    return {
+        "guarantee": gate["guarantee"],
+        "verification": {
+            "tests": tests,
+            "failed_tests": [t["name"] for t in tests if t.get("passed") is False],
+            "policy": gate.get("policy"),
+            "policy_change": gate.get("policy_change"),  # with the reason when a threshold was loosened
+        },
+        "methods_tried": [
+            {"method": a["method"], "params": a.get("params", {}), "outcome": a["outcome"]}
+            for a in metrics.get("attempts", [])
+        ],
+    }
+
+
+def _claim(fr: ForgetRequest, job: Job, model: Model, evidence: dict[str, Any]) -> str:
+    """One line a person can read; the structured fields beside it are what a program checks. Only a
+    result that passed every test is called verified."""
     one, many = ("training sample", "training samples") if fr.scope_type == "sample_ids" else ("class", "classes")
     what = one if fr.scope_count == 1 else many
-    metrics = job.metrics or {}
-    checks = [
-        f"{label} {metrics[key]:.3f}"
-        for key, label in (
-            ("forget_accuracy", "forget-set accuracy"),
-            ("test_accuracy", "test accuracy"),
-            ("mia_auc", "membership-inference AUC"),
-        )
-        if isinstance(metrics.get(key), int | float)
-    ]
-    verified = f"; verified: {', '.join(checks)}" if checks else ""
+    used = evidence["methods_tried"][-1]["method"] if evidence["methods_tried"] else job.method
+    tests = evidence["verification"]["tests"]
+    if evidence["guarantee"] == "exact":
+        how = "exact: retrained from scratch without them"
+    elif evidence["guarantee"] == "verified":
+        how = "verified: passed " + ", ".join(f"{t['name']} ({_number(t['statistic'])})" for t in tests)
+    else:
+        failed = evidence["verification"].get("failed_tests") or []
+        how = "UNVERIFIED: " + (f"accepted after failing {', '.join(failed)}" if failed else "no test ran")
     return (
         f"Removed {fr.scope_count} {what} (scope sha256 {fr.scope_sha256[:16]}) from model "
-        f"{model.name!r}, version {job.source_version} -> {job.result_version}, by {job.method} "
-        f"for a {fr.regulation.upper()} request{verified}."
+        f"{model.name!r}, version {job.source_version} -> {job.result_version}, by {used} "
+        f"for a {fr.regulation.upper()} request; {how}."
     )
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "n/a"

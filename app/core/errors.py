@@ -33,6 +33,11 @@ PROBLEM_TYPES: dict[str, str] = {
     "request-id-conflict": "This client request_id was used before with a different request body.",
     "method-not-applicable": "The unlearning method cannot serve this scope or this model.",
     "model-not-ready": "The model has no trained version to unlearn from.",
+    "update-log-incomplete": "The job refused to subtract (amnesiac) or average first-epoch gradients "
+    "(gradient_ascent) because the update log no longer holds every recorded step of the forget set: an "
+    "earlier erasure purged some without subtracting them, or they were never recorded. The counts say how "
+    "many steps of how many samples; the job made no version. Use retrain, or a method that does not need "
+    "the log.",
     "job-not-cancellable": "The job has already finished or is verifying its result.",
     "payload-too-large": "The request body or upload is over the configured limit.",
     "unstorable-value": "A value in the request passed validation but the database refused it (for example "

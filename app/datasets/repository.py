@@ -5,11 +5,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import String, any_, bindparam, insert, select, update
+from sqlalchemy import String, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.datasets.tables import Dataset, DatasetSample
+from app.jobs.states import ACTIVE, QUEUED
+from app.jobs.tables import Job
+from app.models.tables import Model
 
 CHUNK = 10_000  # bound on bind parameters per statement (psycopg and SQLite both have limits)
 
@@ -64,8 +67,9 @@ _SPLITS = select(DatasetSample.sample_id, DatasetSample.split).where(
 _SPLITS_ANY = _SPLITS.where(DatasetSample.sample_id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
 
 
-def erased_rows(db: Session, dataset_id: uuid.UUID) -> list[int]:
-    q = select(DatasetSample.row_index).where(
+def erased_sample_ids(db: Session, dataset_id: uuid.UUID) -> list[str]:
+    """The dataset's tombstoned sample IDs (by ID: ``row_index`` is no position in a rewritten file)."""
+    q = select(DatasetSample.sample_id).where(
         DatasetSample.dataset_id == dataset_id, DatasetSample.erased_at.is_not(None)
     )
     return list(db.scalars(q))
@@ -112,3 +116,58 @@ def erase_classes(
         .values(erased_at=now, erased_by_request=request_id)
         .execution_options(synchronize_session=False)
     ).rowcount
+
+
+def mark_file_rewrite_due(db: Session, dataset_id: uuid.UUID, now: datetime) -> None:
+    """Unconditional, so it waits for a rewrite holding the row and marks again after it (a rewrite
+    that started before these tombstones were committed did not remove them)."""
+    db.execute(
+        update(Dataset)
+        .where(Dataset.id == dataset_id)
+        .values(file_rewrite_due_at=func.coalesce(Dataset.file_rewrite_due_at, now))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def due_for_file_rewrite(db: Session, *, limit: int) -> list[uuid.UUID]:
+    q = (
+        select(Dataset.id)
+        .where(Dataset.file_rewrite_due_at.is_not(None))
+        .order_by(Dataset.file_rewrite_due_at)
+        .limit(limit)
+    )
+    return list(db.scalars(q))
+
+
+def lock(db: Session, dataset_id: uuid.UUID) -> Dataset | None:
+    """The row, locked until the commit, as it is now (not as this session last saw it)."""
+    q = select(Dataset).where(Dataset.id == dataset_id).with_for_update()
+    return db.scalars(q.execution_options(populate_existing=True)).one_or_none()
+
+
+def with_superseded_file(db: Session, *, limit: int = 100) -> list[Dataset]:
+    """Datasets whose replaced file waits for deletion; rows another pass holds are skipped."""
+    q = select(Dataset).where(Dataset.superseded_artifact_key.is_not(None)).order_by(Dataset.id).limit(limit)
+    return list(db.scalars(q.with_for_update(skip_locked=True).execution_options(populate_existing=True)))
+
+
+def datasets_naming(db: Session, artifact_key: str) -> int:
+    """How many datasets read this file now (content-addressed: identical bytes share one key)."""
+    return db.scalar(select(func.count()).select_from(Dataset).where(Dataset.artifact_key == artifact_key))
+
+
+def erasures_in_flight(db: Session, dataset_id: uuid.UUID, *, created_by: datetime) -> int:
+    """Unfinished unlearn jobs of the dataset's models created by then: requests sent together with
+    the erasure (for other models of the dataset), which may still need the rows' data."""
+    q = (
+        select(func.count())
+        .select_from(Job)
+        .join(Model, Model.id == Job.model_id)
+        .where(
+            Model.dataset_id == dataset_id,
+            Job.kind == "unlearn",
+            Job.state.in_((QUEUED, *ACTIVE)),
+            Job.created_at <= created_by,
+        )
+    )
+    return db.scalar(q)

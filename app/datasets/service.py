@@ -24,6 +24,7 @@ from workers.engine.datasets import (
     to_npz_bytes,
     validate_arrays,
 )
+from workers.engine.holdout import role_counts
 from workers.engine.text import MAX_JSONL_BYTES, TextDataset, parse_jsonl
 
 TEXT_SUFFIXES = (".jsonl", ".ndjson")
@@ -163,6 +164,7 @@ def _store_and_index(
 ) -> Dataset:
     """Store the file, add the dataset row with one index row per sample/document, audit it."""
     stored = get_artifact_store().put_bytes(data, kind="datasets", suffix=suffix)
+    described.setdefault("holdout_roles", role_counts(ids[split != "train"].tolist()))
     ds = Dataset(
         id=uuid7(),
         tenant_id=tenant_id,
@@ -172,6 +174,7 @@ def _store_and_index(
         sha256=stored.sha256,
         size_bytes=stored.size,
         num_rows=len(ids),
+        rows_in_file=len(ids),
         created_at=utcnow(),
         **described,
     )
@@ -196,6 +199,7 @@ def _audit_registered(db: Session, ds: Dataset, actor: str) -> None:
             "rows": ds.num_rows,
             "classes": len(ds.classes),
             "splits": ds.splits,
+            "holdout_roles": {k: ds.holdout_roles[k] for k in ("calibration", "evaluation")},
         },
     )
 
@@ -244,12 +248,17 @@ def check_held_out_samples(db: Session, dataset: Dataset, sample_ids: Sequence[s
 
 
 def erase(db: Session, dataset_id: uuid.UUID, *, scope_type: str, values: list, request_id: uuid.UUID) -> int:
-    """Tombstone what a successful erasure removed; returns rows newly tombstoned."""
+    """Tombstone what a successful erasure removed, and mark the stored file for the rewrite that
+    removes those rows from it (app/datasets/file_erasure.py); returns rows newly tombstoned."""
     now = utcnow()
     if scope_type == "sample_ids":
-        return repository.erase_samples(db, dataset_id, values, request_id=request_id, now=now)
-    return repository.erase_classes(db, dataset_id, values, request_id=request_id, now=now)
+        rows = repository.erase_samples(db, dataset_id, values, request_id=request_id, now=now)
+    else:
+        rows = repository.erase_classes(db, dataset_id, values, request_id=request_id, now=now)
+    if rows:
+        repository.mark_file_rewrite_due(db, dataset_id, now)
+    return rows
 
 
-def erased_row_indices(db: Session, dataset_id: uuid.UUID) -> np.ndarray:
-    return np.asarray(repository.erased_rows(db, dataset_id), dtype=np.int64)
+def erased_sample_ids(db: Session, dataset_id: uuid.UUID) -> list[str]:
+    return repository.erased_sample_ids(db, dataset_id)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import JSONResponse
@@ -16,23 +16,21 @@ from app.db.types import utcnow
 from app.forget_requests import repository, service
 from app.forget_requests.schemas import ForgetRequestCreate, ForgetRequestOut, MethodOut
 from app.jobs.states import JobState
-from workers.engine.methods import METHODS
 
 router = APIRouter(prefix="/v1", tags=["forget requests"])
 
 
 @router.get("/methods", response_model=list[MethodOut], summary="Unlearning methods and their params")
 def list_methods(caller: RequestsReader):
-    return [
-        MethodOut(
-            name=m.name,
-            summary=m.summary,
-            scopes=sorted(m.scopes),
-            needs_update_log=m.needs_update_log,
-            params_schema=m.Params.model_json_schema(),
-        )
-        for m in METHODS.values()
-    ]
+    return service.methods()
+
+
+@router.get(
+    "/verification-policy",
+    summary="The verification gate: thresholds, their bounds, held-out roles, method auto's plans",
+)
+def verification_policy(caller: RequestsReader) -> dict[str, Any]:
+    return service.verification_policy()
 
 
 @router.post(

@@ -7,11 +7,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, model_validator
 
 from app.core.validation import ClientKey, PrintableText, SampleId
 from app.jobs.schemas import JobOut
 from workers.engine.methods import METHODS
+from workers.engine.verification.plan import AUTO
+from workers.engine.verification.policy import OnFailure, VerificationChange
+
+AUTO_SUMMARY = (
+    "Let the service choose: the methods that fit the scope, the model and its update log, fastest expected "
+    "to pass first and retrain (exact) last, until one's model passes verification."
+)
 
 
 class ForgetScope(BaseModel):
@@ -53,6 +60,11 @@ class ForgetRequestBase(BaseModel):
     subject: PrintableText | None = Field(
         None, min_length=1, max_length=500, description="Who asked (e.g. a user id). Stored only as a keyed HMAC."
     )
+    verification: VerificationChange | None = Field(
+        None,
+        description="Changes to the verification policy for this request: tighten any threshold; loosen one "
+        "(within the bounds GET /v1/verification-policy lists) only with a reason, kept in the audit trail.",
+    )
 
 
 def _request_model(name: str):
@@ -63,11 +75,45 @@ def _request_model(name: str):
         __doc__=method.summary,
         method=(Literal[name], Field(description=method.summary)),
         params=(method.Params, Field(default_factory=method.Params)),
+        on_verification_failure=(
+            OnFailure | None,
+            Field(
+                None,
+                description="When the method's model fails verification: fail (the default: no new version, "
+                "the earlier ones kept), escalate (go on with method auto's plan) or accept (a version "
+                "certified as unverified).",
+            ),
+        ),
     )
 
 
-_VARIANTS = tuple(_request_model(name) for name in METHODS)
-ForgetRequestCreate = Annotated[Union[_VARIANTS], Field(discriminator="method")]  # noqa: UP007
+class AutoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ForgetRequestAuto(ForgetRequestBase):
+    """The default: the service picks the methods (fastest expected to pass first, retrain last) and
+    keeps the first model that passes verification. GET /v1/verification-policy says the plans."""
+
+    method: Literal["auto"] = Field(AUTO, description=AUTO_SUMMARY)
+    params: AutoParams = Field(default_factory=AutoParams)
+
+
+def _method_of(body: Any) -> str:
+    """The variant a body is: its ``method``, ``auto`` when it names none."""
+    value = body.get("method", AUTO) if isinstance(body, dict) else getattr(body, "method", AUTO)
+    return value if isinstance(value, str) else repr(value)
+
+
+_VARIANTS = {AUTO: ForgetRequestAuto, **{name: _request_model(name) for name in METHODS}}
+# A callable discriminator (for the default) leaves the mapping out of the JSON schema: it is given
+# here, so that OpenAPI clients still pick the variant by ``method``.
+_MAPPING = {name: f"#/components/schemas/{model.__name__}" for name, model in _VARIANTS.items()}
+ForgetRequestCreate = Annotated[
+    Union[tuple(Annotated[model, Tag(name)] for name, model in _VARIANTS.items())],  # noqa: UP007
+    Discriminator(_method_of),
+    Field(json_schema_extra={"discriminator": {"propertyName": "method", "mapping": _MAPPING}}),
+]
 
 
 class ScopeOut(BaseModel):
@@ -86,6 +132,8 @@ class ForgetRequestOut(BaseModel):
     scope: ScopeOut
     method: str
     params: dict[str, Any]
+    verification: dict[str, Any] | None = Field(None, description="The request's changes to the verification policy.")
+    on_verification_failure: str | None = Field(None, description="fail, escalate or accept (explicit methods).")
     state: str
     received_at: datetime
     due_at: datetime
@@ -108,6 +156,8 @@ class ForgetRequestOut(BaseModel):
             ),
             method=fr.method,
             params=fr.params,
+            verification=fr.verification,
+            on_verification_failure=fr.on_verification_failure,
             state=fr.state,
             received_at=fr.received_at,
             due_at=fr.due_at,

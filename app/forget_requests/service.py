@@ -19,7 +19,7 @@ from app.db import rollback
 from app.db.rows import Snapshot
 from app.db.types import utcnow
 from app.forget_requests import lookups, repository
-from app.forget_requests.schemas import ForgetRequestBase, ForgetRequestOut
+from app.forget_requests.schemas import AUTO_SUMMARY, AutoParams, ForgetRequestBase, ForgetRequestOut, MethodOut
 from app.forget_requests.tables import ForgetRequest, IdempotencyKey
 from app.jobs import coalescing
 from app.jobs import repository as jobs_repo
@@ -29,8 +29,13 @@ from app.jobs.states import TERMINAL
 from app.jobs.tables import Job, JobRequest
 from app.models import service as models
 from app.settings import get_settings
+from workers.engine.holdout import RULE as HOLDOUT_RULE
+from workers.engine.holdout import role_of
 from workers.engine.methods import METHODS, get_method
 from workers.engine.methods.base import MethodNotApplicable
+from workers.engine.verification.plan import AUTO
+from workers.engine.verification.plan import DESCRIPTION as PLANS
+from workers.engine.verification.policy import check_change, published
 
 
 @dataclass
@@ -39,6 +44,50 @@ class Answer:
     body: dict[str, Any]
     location: str
     replayed: bool = False
+
+
+def methods() -> list[MethodOut]:
+    """``auto`` (the default) and every method of the engine's registry, with their params."""
+    auto = MethodOut(
+        name=AUTO,
+        summary=AUTO_SUMMARY,
+        scopes=["class_labels", "sample_ids"],
+        needs_update_log=False,
+        params_schema=AutoParams.model_json_schema(),
+    )
+    return [auto] + [
+        MethodOut(
+            name=m.name,
+            summary=m.summary,
+            scopes=sorted(m.scopes),
+            needs_update_log=m.needs_update_log,
+            params_schema=m.Params.model_json_schema(),
+        )
+        for m in METHODS.values()
+    ]
+
+
+def verification_policy() -> dict[str, Any]:
+    """What every unlearn job must pass before it makes a version, and how requests may change it."""
+    return {
+        **published(get_settings().verification),
+        "tests": {
+            "class scope": "class_forgetting, utility, relearn",
+            "sample scope": "membership_inference, utility, relearn",
+            "language models": "lm_loss_band, lm_exact_match, lm_utility, relearn",
+        },
+        "holdout_roles": {
+            "rule": HOLDOUT_RULE,
+            "calibration": "the only held-out rows a method or stopping rule reads",
+            "evaluation": "test accuracy, membership-inference non-members and every verification test",
+        },
+        "auto_plans": PLANS,
+        "guarantees": {
+            "exact": "retrain: trained without the data, correct by construction (tests reported)",
+            "verified": "an approximate method whose model passed every test",
+            "unverified": "accepted after failing (on_verification_failure: accept); the failed tests are listed",
+        },
+    }
 
 
 def get_request(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> ForgetRequest:
@@ -166,10 +215,12 @@ def _accept(
         raise NotFound("model", body.model_id)
     scope_type, values = body.scope.type, body.scope.values
     _check_scope(db, model, dataset, scope_type, values, found.splits)
-    method = get_method(body.method)
-    _check_method(method, scope_type, model)
+    if body.method != AUTO:  # auto plans only methods that fit (workers/engine/verification/plan.py)
+        _check_method(get_method(body.method), scope_type, model)
     _check_layers(model, dataset, getattr(body.params, "layers", None))
     _check_calibration_documents(db, model, dataset, getattr(body.params, "calibration_documents", None))
+    verification = _verification_change(body)
+    on_failure = getattr(body, "on_verification_failure", None)
 
     now = utcnow()
     fr = ForgetRequest(
@@ -185,6 +236,8 @@ def _accept(
         scope_sha256=sha256_of_json(sorted(values)),
         method=body.method,
         params=body.params.model_dump(mode="json"),
+        verification=verification,
+        on_verification_failure=on_failure,
         state="QUEUED",
         body_sha256=body_sha,
         received_at=now,
@@ -208,18 +261,28 @@ def _accept(
             "scope_sha256": fr.scope_sha256,
             "method": fr.method,
             "params": fr.params,
+            "verification": fr.verification,  # with the reason, when a threshold is loosened
+            "on_verification_failure": fr.on_verification_failure,
             "subject_ref": fr.subject_ref,
             "due_at": fr.due_at.isoformat(),
         },
     )
-    joined = coalescing.join_queued(db, model=model, fr=fr, method=fr.method, params=fr.params, actor=actor)
+    joined = coalescing.join_queued(db, model=model, fr=fr, actor=actor)
     if joined:
         job, served = joined
         rows: list = [fr, JobRequest(job_id=job.id, forget_request_id=fr.id)]
     else:
         repository.add_together(db, [fr])  # first: the new job's flush writes its link to fr
         job = jobs.create(
-            db, kind="unlearn", model=model, method=fr.method, params=fr.params, request_ids=[fr.id], actor=actor
+            db,
+            kind="unlearn",
+            model=model,
+            method=fr.method,
+            params=fr.params,
+            request_ids=[fr.id],
+            actor=actor,
+            verification=fr.verification,
+            on_verification_failure=fr.on_verification_failure,
         )
         served, rows = 1, []
     location = f"/v1/forget-requests/{fr.id}"
@@ -314,12 +377,35 @@ def _check_method(method, scope_type: str, model: Snapshot) -> None:
 
 
 def _check_calibration_documents(db: Session, model: Snapshot, dataset: Snapshot, ids: list[str] | None) -> None:
-    """gradient_ascent's calibration_documents: held-out documents of the model's text dataset."""
+    """gradient_ascent's calibration_documents: held-out documents of the model's text dataset, of
+    the calibration part (a method never reads the evaluation part, which verification reads)."""
     if not ids:
         return
     if models.kind_of(model.architecture) != "language_model":
         raise Invalid("params.calibration_documents applies to language models only", title="Not a language model")
     datasets.check_held_out_samples(db, dataset, ids, field="params.calibration_documents")
+    evaluation = [d for d in ids if role_of(d) != "calibration"]
+    if evaluation:
+        raise Invalid(
+            f"params.calibration_documents names {len(evaluation)} held-out documents of the evaluation part, "
+            "which only verification reads; name documents of the calibration part "
+            "(GET /v1/verification-policy explains the split)",
+            title="Not calibration documents",
+            evaluation_documents=evaluation[:100],
+        )
+
+
+def _verification_change(body: ForgetRequestBase) -> dict[str, Any] | None:
+    """The request's changes to the verification policy, as stored; 422 past the bounds or when a
+    threshold is loosened without a reason."""
+    if body.verification is None:
+        return None
+    problems = check_change(get_settings().verification, body.verification)
+    if problems:
+        raise Invalid(
+            "verification: " + "; ".join(problems), title="Verification policy not allowed", problems=problems
+        )
+    return body.verification.model_dump(exclude_none=True) or None
 
 
 def _check_layers(model: Snapshot, dataset: Snapshot, layers: list[str] | None) -> None:

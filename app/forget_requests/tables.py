@@ -38,6 +38,9 @@ class ForgetRequest(Base):
     scope_sha256: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(50))
     params: Mapped[dict] = mapped_column(JSONType)
+    # changes to the default verification policy (with the reason when one is loosened), or None
+    verification: Mapped[dict | None] = mapped_column(JSONType)
+    on_verification_failure: Mapped[str | None] = mapped_column(String(10))  # fail | escalate | accept
     state: Mapped[str] = mapped_column(String(20))
     body_sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,5 +1,5 @@
 """Coalescing: forget requests for one model that arrive while an unlearn job of the same method,
-params and scope type is still QUEUED join that job instead of queueing a run of their own.
+params, verification policy and scope type is still QUEUED join that job instead of queueing a run of their own.
 
 The worker reads the job's requests when it starts the job and unlearns the union of their scopes
 in one run (workers/runner/inputs.py), so 100 requests that arrive while a job runs cost one more
@@ -19,8 +19,6 @@ the same instant.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -35,9 +33,7 @@ from app.jobs.tables import Job
 from app.settings import get_settings
 
 
-def join_queued(
-    db: Session, *, model: Snapshot, fr: ForgetRequest, method: str, params: dict[str, Any], actor: str
-) -> tuple[Snapshot, int] | None:
+def join_queued(db: Session, *, model: Snapshot, fr: ForgetRequest, actor: str) -> tuple[Snapshot, int] | None:
     """The QUEUED job ``fr`` joins, with how many requests it serves now, or None when there is none
     to join: the caller queues one. The caller writes ``fr``'s link to the job (a JobRequest) with
     ``fr`` itself, in the same transaction (app.forget_requests.service writes them in one statement).
@@ -50,11 +46,11 @@ def join_queued(
     cap = get_settings().coalesce_max_requests
     if cap == 0:
         return None
-    found = _joinable(db, model, fr, method, params, cap)
+    found = _joinable(db, model, fr, cap)
     if found is None:
         if not repository.try_lock_queue(db, model.id):
             repository.wait_for_queue(db, model.id)
-        found = _joinable(db, model, fr, method, params, cap)  # one queued while this submit looked?
+        found = _joinable(db, model, fr, cap)  # one queued while this submit looked?
         if found is None:
             return None
     job, served = found
@@ -62,12 +58,13 @@ def join_queued(
     return job, served + 1
 
 
-def _joinable(
-    db: Session, model: Snapshot, fr: ForgetRequest, method: str, params: dict[str, Any], cap: int
-) -> tuple[Snapshot, int] | None:
-    """The oldest QUEUED job ``fr`` may join (share-locked), with how many requests it serves."""
-    for job, served, first_scope in repository.share_queued_unlearn_jobs(db, model.id, method):
-        if job.params != params or first_scope is None or served >= cap:
+def _joinable(db: Session, model: Snapshot, fr: ForgetRequest, cap: int) -> tuple[Snapshot, int] | None:
+    """The oldest QUEUED job ``fr`` may join (share-locked), with how many requests it serves: the
+    same method, params and verification policy (one run is verified once)."""
+    for job, served, first_scope in repository.share_queued_unlearn_jobs(db, model.id, fr.method):
+        if job.params != fr.params or first_scope is None or served >= cap:
+            continue
+        if (job.verification, job.on_verification_failure) != (fr.verification, fr.on_verification_failure):
             continue
         if first_scope != fr.scope_type:
             continue  # one run unlearns one kind of scope

@@ -22,6 +22,8 @@ class JobOut(BaseModel):
     attempt: int
     method: str
     params: dict[str, Any]
+    verification: dict[str, Any] | None = Field(None, description="The requests' changes to the verification policy.")
+    on_verification_failure: str | None = None
     source_version: int | None
     result_version: int | None
     progress: ProgressOut
@@ -48,6 +50,8 @@ class JobOut(BaseModel):
             attempt=job.attempt,
             method=job.method,
             params=job.params,
+            verification=job.verification,
+            on_verification_failure=job.on_verification_failure,
             source_version=job.source_version,
             result_version=job.result_version,
             progress=ProgressOut(

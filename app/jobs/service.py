@@ -66,6 +66,8 @@ def create(
     params: dict[str, Any],
     request_ids: list[uuid.UUID],
     actor: str,
+    verification: dict[str, Any] | None = None,
+    on_verification_failure: str | None = None,
 ) -> Job:
     now = utcnow()
     job = Job(
@@ -77,6 +79,8 @@ def create(
         attempt=0,
         method=method,
         params=params,
+        verification=verification,
+        on_verification_failure=on_verification_failure,
         progress_fraction=0.0,
         progress_step=0,
         created_at=now,
@@ -131,6 +135,13 @@ def _audit(
     if target == FAILED and job.error:
         payload["error_type"] = job.error.get("type")
     action = "job.requeued" if target == QUEUED and previous else f"job.{target.lower()}"
+    _record_per_request(db, job, action, payload, actor, request_ids)
+
+
+def _record_per_request(
+    db: Session, job: Job, action: str, payload: dict[str, Any], actor: str, request_ids: list[uuid.UUID]
+) -> None:
+    """One event per forget request the job serves (a train job's: one without a request)."""
     for rid in request_ids or [None]:
         audit.record(
             db,
@@ -267,11 +278,51 @@ def request_cancel(db: Session, job: Job, *, actor: str) -> Job:
     )
 
 
-def fail(db: Session, job: Job, problem: dict[str, Any], *, actor: str) -> bool:
-    ok = transition(db, job, FAILED, actor=actor, reason=problem.get("title"), error=problem)
+def fail(db: Session, job: Job, problem: dict[str, Any], *, actor: str, metrics: dict[str, Any] | None = None) -> bool:
+    """FAILED with ``problem``; ``metrics``: what the job measured before it failed (verification)."""
+    values = {"metrics": metrics} if metrics is not None else {}
+    ok = transition(db, job, FAILED, actor=actor, reason=problem.get("title"), error=problem, **values)
     if ok:
         _after_train_job_ended(db, job, problem.get("detail") or "training failed")
     return ok
+
+
+def fail_verification(
+    db: Session, job: Job, problem: dict[str, Any], *, method: str, metrics: dict[str, Any], actor: str
+) -> bool:
+    """The last attempt's model failed verification and nothing may be kept: FAILED, with what was
+    measured, and the attempt's ``job.verification_failed`` event."""
+    if not fail(db, job, problem, actor=actor, metrics=metrics):
+        return False
+    payload = {"method": method, "failed_tests": problem["failed_tests"]}
+    record_attempt(db, job, "job.verification_failed", payload, actor=actor)
+    return True
+
+
+def record_attempt(db: Session, job: Job, action: str, payload: dict[str, Any], *, actor: str) -> None:
+    """An event about one of an unlearn job's method attempts (``job.verification_failed``,
+    ``job.escalated``), once per request the job serves. Test statistics and method names only."""
+    _record_per_request(db, job, action, payload, actor, repository.request_ids_of(db, job.id))
+
+
+def escalate(db: Session, job: Job, *, attempt: dict[str, Any], next_method: str, actor: str) -> bool:
+    """An attempt failed verification (or refused to run): record it and hand over to the next
+    method of the plan, VERIFYING -> RUNNING. False if the job is no longer this worker's to move."""
+    if attempt.get("failed_tests") is not None:
+        record_attempt(
+            db,
+            job,
+            "job.verification_failed",
+            {"method": attempt["method"], "failed_tests": attempt["failed_tests"]},
+            actor=actor,
+        )
+    reason = attempt.get("reason") or "failed verification"
+    record_attempt(
+        db, job, "job.escalated", {"from": attempt["method"], "to": next_method, "reason": reason}, actor=actor
+    )
+    if job.state == RUNNING:  # a refusal: the job never left RUNNING
+        return True
+    return transition(db, job, RUNNING, actor=actor, reason=f"escalated to {next_method}", progress_phase="escalate")
 
 
 def finish_cancelled(db: Session, job: Job, *, actor: str, steps_done: int) -> bool:

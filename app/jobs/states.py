@@ -1,8 +1,10 @@
 """Job states and the one function that moves a job between them.
 
 QUEUED -> RUNNING -> VERIFYING -> SUCCEEDED | FAILED;  RUNNING -> CANCELLING -> CANCELLED.
-Two edges the design card leaves implicit: a QUEUED job is cancelled at once (no worker holds it),
-and a RUNNING job whose worker vanished (lease expired) goes back to QUEUED for another attempt.
+Edges the design card leaves implicit: a QUEUED job is cancelled at once (no worker holds it), a
+RUNNING job whose worker vanished (lease expired) goes back to QUEUED for another attempt, and an
+unlearn job whose result failed verification goes from VERIFYING back to RUNNING when it escalates
+to the next method of its plan (workers/runner/attempts.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ ACTIVE = (RUNNING, VERIFYING, CANCELLING)
 ALLOWED: dict[str, frozenset[str]] = {
     QUEUED: frozenset({RUNNING, CANCELLED, FAILED}),
     RUNNING: frozenset({VERIFYING, CANCELLING, FAILED, QUEUED}),
-    VERIFYING: frozenset({SUCCEEDED, FAILED, QUEUED}),
+    VERIFYING: frozenset({SUCCEEDED, FAILED, QUEUED, RUNNING}),
     CANCELLING: frozenset({CANCELLED, FAILED}),
     SUCCEEDED: frozenset(),
     FAILED: frozenset(),

@@ -110,7 +110,7 @@ def get_model(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID):
 @router.get(
     "/models/{model_id}/update-log",
     response_model=UpdateLogOut,
-    summary="The model's current update log: steps recorded and remaining, bytes, storage ratio",
+    summary="The model's current update log: steps recorded, remaining, subtracted and purged, bytes, storage ratio",
 )
 def get_update_log(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID):
     model = service.get_model(db, model_id, tenant_id=caller.tenant_id)
@@ -118,7 +118,8 @@ def get_update_log(db: SessionDep, caller: ModelsReader, model_id: uuid.UUID):
     if log is None:
         raise NotFound("update log of model", model_id)
     out = UpdateLogOut.model_validate(log)
-    out.steps_remaining = update_logs_repo.remaining_steps(db, log.id)
+    counts = update_logs_repo.step_counts(db, log.id)
+    out.steps_remaining, out.steps_subtracted, out.steps_purged = counts["live"], counts["subtracted"], counts["purged"]
     return out
 
 

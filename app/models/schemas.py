@@ -85,7 +85,9 @@ class UpdateLogOut(BaseModel):
     version: int
     config: dict[str, Any]
     steps_recorded: int
-    steps_remaining: int = 0
+    steps_remaining: int = 0  # live: what amnesiac unlearning can still subtract
+    steps_subtracted: int = 0  # subtracted by amnesiac unlearning
+    steps_purged: int = 0  # removed by an erasure's purge without being subtracted
     dense_bytes: int
     stored_bytes: int
     gradient_bytes: int

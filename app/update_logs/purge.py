@@ -6,15 +6,18 @@ in chunk files; each step's delta encodes its batch, so it is a copy of the eras
 unlearn job has succeeded, :func:`purge_for_job` goes through every log of its model (the current
 one and those of earlier versions, e.g. one a retrain detached) and
 
-- finds the steps whose batch held a sample of the job's forget requests (sample IDs, or every
+- finds the live steps whose batch held a sample of the job's forget requests (sample IDs, or every
   training sample of the erased classes) with the inverted index;
-- rewrites each chunk file that holds a tensor of such a step, or of a step no longer in the index
-  (amnesiac unlearning subtracted it: "consumed", its rows are gone but not its bytes), as a new
+- rewrites each chunk file that holds a tensor of such a step, or of a step no longer live (amnesiac
+  unlearning subtracted it, or an earlier purge's rewrite missed its file), as a new
   content-addressed file without them; a chunk left empty loses its row;
-- deletes those steps' rows and their inverted-index rows;
+- marks those steps ``purged`` (their rows stay: the other samples of their batches keep index rows,
+  so a later amnesiac request for one of them sees that part of its training is gone and refuses,
+  see ``UpdateLogReader.coverage``; a step already marked ``subtracted`` stays so, its whole batch's
+  influence is gone) and deletes the erased samples' own index rows, in steps of every state;
 - updates the log's byte counters (``stored_bytes``, ``gradient_bytes`` and ``dense_bytes``, the
   dense-fp32 baseline, now describe the steps still stored; ``steps_recorded`` stays what training
-  recorded, the API's ``steps_remaining`` is what is left);
+  recorded, the API's ``steps_remaining`` is what is live);
 - records one ``update_log.steps_purged`` audit event per log, with counts, the old and new sha256
   of every chunk it touched and the bytes removed; never sample IDs (the forget requests' scope
   hashes stand for them). A log that held nothing to purge gets the event too: it is the evidence
@@ -57,6 +60,7 @@ from app.models import repository as models_repo
 from app.models.tables import Model
 from app.storage import ArtifactMissingError, ArtifactStore
 from app.update_logs import repository
+from app.update_logs.tables import PURGED as PURGED_STEP
 from app.update_logs.tables import UpdateLog, UpdateLogChunk
 from workers.engine.log_chunks import stored_steps, without_steps
 
@@ -75,9 +79,9 @@ class Outcome(Enum):
 @dataclass
 class LogPurge:
     log_id: uuid.UUID
-    steps_purged: int = 0  # index steps whose batch held an erased sample
-    sample_rows_purged: int = 0
-    residual_steps_removed: int = 0  # steps only the chunk bytes still held (already subtracted)
+    steps_purged: int = 0  # live steps whose batch held an erased sample, now marked purged
+    sample_rows_purged: int = 0  # the erased samples' own index rows, deleted
+    residual_steps_removed: int = 0  # steps no longer live whose bytes were still stored (subtracted)
     chunks: list[dict[str, Any]] = field(default_factory=list)  # the files rewritten or deleted
     chunks_missing: list[dict[str, Any]] = field(default_factory=list)  # listed, but not in the store
 
@@ -120,6 +124,7 @@ def purge_for_job(db: Session, store: ArtifactStore, *, job_id: uuid.UUID, actor
 
 
 def _erased_steps(db: Session, log: UpdateLog, model: Model, requests: list[ForgetRequest]) -> set[int]:
+    """The live steps whose batch held an erased sample."""
     steps: set[int] = set()
     for fr in requests:
         if fr.scope_type == "sample_ids":
@@ -129,13 +134,25 @@ def _erased_steps(db: Session, log: UpdateLog, model: Model, requests: list[Forg
     return steps
 
 
+def _delete_erased_rows(db: Session, log: UpdateLog, model: Model, requests: list[ForgetRequest]) -> int:
+    """The erased samples' own index rows go (they name erased data); the other samples' stay."""
+    deleted = 0
+    for fr in requests:
+        if fr.scope_type == "sample_ids":
+            deleted += repository.delete_sample_rows(db, log.id, list(fr.scope_values))
+        else:
+            deleted += repository.delete_class_rows(db, log.id, model.dataset_id, fr.scope_values)
+    return deleted
+
+
 def purge_log(
     db: Session, store: ArtifactStore, log: UpdateLog, model: Model, requests: list[ForgetRequest]
 ) -> LogPurge:
-    """Purge one log: the steps whose batch held a sample of ``requests``, and every stored step the
-    index no longer has. No audit event (:func:`purge_for_job` records it); the caller commits."""
+    """Purge one log: the live steps whose batch held a sample of ``requests``, and the bytes of every
+    stored step that is no longer live. No audit event (:func:`purge_for_job` records it); the caller
+    commits."""
     erased = _erased_steps(db, log, model, requests)
-    # what each chunk file should hold from now on: the steps still in the index, less the erased
+    # what each chunk file should hold from now on: the live steps, less the erased
     keep: dict[tuple[str, int], set[int]] = defaultdict(set)
     for row in repository.live_steps(db, log.id):
         if row.step in erased:
@@ -161,7 +178,8 @@ def purge_log(
             out.chunks.append(_rewrite(db, store, chunk, drop))
             removed |= drop
     out.residual_steps_removed = len(removed - erased)
-    out.steps_purged, out.sample_rows_purged = repository.delete_steps(db, log.id, sorted(erased))
+    out.steps_purged = repository.mark_steps(db, log.id, sorted(erased), PURGED_STEP)
+    out.sample_rows_purged = _delete_erased_rows(db, log, model, requests)
 
     chunks = repository.chunks(db, log.id)
     log.stored_bytes = sum(c.size_bytes for c in chunks if c.kind == "deltas")
@@ -225,6 +243,7 @@ def _record_purge(
             "sample_rows_purged": purged.sample_rows_purged,
             "residual_steps_removed": purged.residual_steps_removed,
             "steps_remaining": repository.remaining_steps(db, log.id),
+            "steps_by_state": repository.step_counts(db, log.id),
             "chunks_rewritten": sum(1 for c in purged.chunks if c["new_sha256"]),
             "chunks_deleted": sum(1 for c in purged.chunks if not c["new_sha256"]),
             "chunks": purged.chunks,

@@ -3,14 +3,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import repository as audit_repo
 from app.datasets.tables import DatasetSample
 from app.jobs.states import ACTIVE, QUEUED, SUCCEEDED
 from app.jobs.tables import Job
-from app.update_logs.tables import UpdateLog, UpdateLogChunk, UpdateLogSample, UpdateLogStep
+from app.models.tables import Model
+from app.update_logs.tables import (
+    LIVE,
+    STEP_STATES,
+    SUBTRACTED,
+    UpdateLog,
+    UpdateLogChunk,
+    UpdateLogSample,
+    UpdateLogStep,
+)
 
 CHUNK = 10_000
 # A chunk file replaced by a purge's rewrite stays listed as a row of this kind (with its own running
@@ -30,22 +39,38 @@ def add(db: Session, log: UpdateLog, chunks: list[dict], steps: list[dict], samp
             db.execute(insert(table), rows[start : start + CHUNK])
 
 
+def _live(log_id: uuid.UUID):
+    """Join condition: the index row's step, provided it is live (a step that left the log keeps its
+    row and index rows, marked subtracted or purged)."""
+    return (
+        (UpdateLogStep.log_id == UpdateLogSample.log_id)
+        & (UpdateLogStep.step == UpdateLogSample.step)
+        & (UpdateLogStep.log_id == log_id)
+        & (UpdateLogStep.state == LIVE)
+    )
+
+
 def steps_containing(db: Session, log_id: uuid.UUID, sample_ids: Sequence[str]) -> list[int]:
-    """Which recorded steps held any of these samples: one query on the inverted index (per 10k IDs)."""
+    """Which live steps held any of these samples: one query on the inverted index (per 10k IDs)."""
     found: set[int] = set()
     for start in range(0, len(sample_ids), CHUNK):
-        q = select(UpdateLogSample.step).where(
-            UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(sample_ids[start : start + CHUNK])
+        q = (
+            select(UpdateLogSample.step)
+            .join(UpdateLogStep, _live(log_id))
+            .where(UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(sample_ids[start : start + CHUNK]))
         )
         found.update(db.scalars(q))
     return sorted(found)
 
 
 def steps(db: Session, log_id: uuid.UUID, step_numbers: Sequence[int]) -> list[UpdateLogStep]:
+    """These steps' rows, the live ones only."""
     rows: list[UpdateLogStep] = []
     for start in range(0, len(step_numbers), CHUNK):
         q = select(UpdateLogStep).where(
-            UpdateLogStep.log_id == log_id, UpdateLogStep.step.in_(step_numbers[start : start + CHUNK])
+            UpdateLogStep.log_id == log_id,
+            UpdateLogStep.state == LIVE,
+            UpdateLogStep.step.in_(step_numbers[start : start + CHUNK]),
         )
         rows.extend(db.scalars(q))
     return rows
@@ -57,8 +82,10 @@ def positions(
     out: list[tuple[int, int]] = []
     wanted = set(step_numbers)
     for start in range(0, len(sample_ids), CHUNK):
-        q = select(UpdateLogSample.step, UpdateLogSample.position).where(
-            UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(sample_ids[start : start + CHUNK])
+        q = (
+            select(UpdateLogSample.step, UpdateLogSample.position)
+            .join(UpdateLogStep, _live(log_id))
+            .where(UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(sample_ids[start : start + CHUNK]))
         )
         out.extend((s, p) for s, p in db.execute(q) if s in wanted)
     return out
@@ -71,30 +98,85 @@ def chunks(db: Session, log_id: uuid.UUID) -> list[UpdateLogChunk]:
 
 
 def remaining_steps(db: Session, log_id: uuid.UUID) -> int:
-    return db.scalar(select(func.count()).select_from(UpdateLogStep).where(UpdateLogStep.log_id == log_id)) or 0
+    """Live steps: what the log can still subtract."""
+    return step_counts(db, log_id)[LIVE]
 
 
-def remove_steps(db: Session, log_id: uuid.UUID, step_numbers: Sequence[int]) -> int:
-    """Drop consumed steps from the index so they are never subtracted twice."""
-    return delete_steps(db, log_id, step_numbers)[0]
+def step_counts(db: Session, log_id: uuid.UUID) -> dict[str, int]:
+    """Steps per state (every state listed, 0 when none)."""
+    q = select(UpdateLogStep.state, func.count()).where(UpdateLogStep.log_id == log_id).group_by(UpdateLogStep.state)
+    return {**dict.fromkeys(STEP_STATES, 0), **dict(db.execute(q).all())}
 
 
-def delete_steps(db: Session, log_id: uuid.UUID, step_numbers: Sequence[int]) -> tuple[int, int]:
-    """Delete the steps' rows and their inverted-index rows; returns (steps, sample rows) deleted."""
-    steps_deleted = samples_deleted = 0
+def mark_steps(db: Session, log_id: uuid.UUID, step_numbers: Sequence[int], state: str) -> int:
+    """Live steps leave the log as ``state`` (subtracted: never subtracted twice; purged: known to be
+    gone without having been subtracted); their rows and index rows stay. Returns steps marked."""
+    marked = 0
     for start in range(0, len(step_numbers), CHUNK):
-        part = step_numbers[start : start + CHUNK]
-        samples_deleted += db.execute(
-            delete(UpdateLogSample)
-            .where(UpdateLogSample.log_id == log_id, UpdateLogSample.step.in_(part))
+        marked += db.execute(
+            update(UpdateLogStep)
+            .where(
+                UpdateLogStep.log_id == log_id,
+                UpdateLogStep.state == LIVE,
+                UpdateLogStep.step.in_(step_numbers[start : start + CHUNK]),
+            )
+            .values(state=state)
             .execution_options(synchronize_session=False)
         ).rowcount
-        steps_deleted += db.execute(
-            delete(UpdateLogStep)
-            .where(UpdateLogStep.log_id == log_id, UpdateLogStep.step.in_(part))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    return steps_deleted, samples_deleted
+    return marked
+
+
+def mark_subtracted(db: Session, log_id: uuid.UUID, step_numbers: Sequence[int]) -> int:
+    return mark_steps(db, log_id, step_numbers, SUBTRACTED)
+
+
+# ---- completeness (workers.runner.update_logs.DbUpdateLogReader.step_states) --------------------
+
+
+def recorded_epochs(db: Session, log_id: uuid.UUID) -> int:
+    """Epochs the log recorded (step rows are never deleted)."""
+    last = db.scalar(select(func.max(UpdateLogStep.epoch)).where(UpdateLogStep.log_id == log_id))
+    return 0 if last is None else last + 1
+
+
+def step_states(
+    db: Session, log_id: uuid.UUID, sample_ids: Sequence[str], epoch: int | None = None
+) -> tuple[list[tuple[str, str, int]], list[tuple[int, str]]]:
+    """For these samples' recorded steps (of ``epoch`` only, if given): (sample, state, steps) counts,
+    and each distinct step with its state. Two queries per 10k IDs."""
+    per_sample: list[tuple[str, str, int]] = []
+    steps_found: dict[int, str] = {}
+    join = (UpdateLogStep.log_id == UpdateLogSample.log_id) & (UpdateLogStep.step == UpdateLogSample.step)
+    for start in range(0, len(sample_ids), CHUNK):
+        where = [UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(sample_ids[start : start + CHUNK])]
+        if epoch is not None:
+            where.append(UpdateLogStep.epoch == epoch)
+        counts = (
+            select(UpdateLogSample.sample_id, UpdateLogStep.state, func.count())
+            .join(UpdateLogStep, join)
+            .where(*where)
+            .group_by(UpdateLogSample.sample_id, UpdateLogStep.state)
+        )
+        per_sample.extend(tuple(r) for r in db.execute(counts))
+        distinct = select(UpdateLogStep.step, UpdateLogStep.state).distinct().join(UpdateLogSample, join).where(*where)
+        steps_found.update(tuple(r) for r in db.execute(distinct))
+    return per_sample, sorted(steps_found.items())
+
+
+def erased_samples(db: Session, log_id: uuid.UUID, sample_ids: Sequence[str]) -> set[str]:
+    """Those of these samples that are tombstoned in the dataset of the log's model."""
+    dataset_id = (
+        select(Model.dataset_id).join(UpdateLog, UpdateLog.model_id == Model.id).where(UpdateLog.id == log_id)
+    ).scalar_subquery()
+    found: set[str] = set()
+    for start in range(0, len(sample_ids), CHUNK):
+        q = select(DatasetSample.sample_id).where(
+            DatasetSample.dataset_id == dataset_id,
+            DatasetSample.sample_id.in_(sample_ids[start : start + CHUNK]),
+            DatasetSample.erased_at.is_not(None),
+        )
+        found.update(db.scalars(q))
+    return found
 
 
 # ---- the purge (app.update_logs.purge) ----------------------------------------------------------
@@ -140,21 +222,45 @@ def jobs_pending_purge(db: Session, action: str, *, limit: int) -> list[uuid.UUI
 
 
 def live_steps(db: Session, log_id: uuid.UUID) -> list[UpdateLogStep]:
-    return list(db.scalars(select(UpdateLogStep).where(UpdateLogStep.log_id == log_id)))
+    return list(db.scalars(select(UpdateLogStep).where(UpdateLogStep.log_id == log_id, UpdateLogStep.state == LIVE)))
+
+
+def _of_classes(dataset_id: uuid.UUID, labels: Sequence[int]):
+    """The training samples of these classes (a class erasure's samples), as a subquery of IDs."""
+    return select(DatasetSample.sample_id).where(
+        DatasetSample.dataset_id == dataset_id, DatasetSample.split == "train", DatasetSample.label.in_(list(labels))
+    )
 
 
 def steps_with_labels(db: Session, log_id: uuid.UUID, dataset_id: uuid.UUID, labels: Sequence[int]) -> list[int]:
-    """Steps whose batch held a training sample of these classes (a class erasure's samples)."""
+    """Live steps whose batch held a training sample of these classes."""
     q = (
         select(UpdateLogSample.step)
         .distinct()
-        .join(
-            DatasetSample,
-            (DatasetSample.dataset_id == dataset_id) & (DatasetSample.sample_id == UpdateLogSample.sample_id),
-        )
-        .where(UpdateLogSample.log_id == log_id, DatasetSample.split == "train", DatasetSample.label.in_(list(labels)))
+        .join(UpdateLogStep, _live(log_id))
+        .where(UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(_of_classes(dataset_id, labels)))
     )
     return sorted(db.scalars(q))
+
+
+def delete_sample_rows(db: Session, log_id: uuid.UUID, sample_ids: Sequence[str]) -> int:
+    """Delete the erased samples' own index rows, in steps of every state; returns rows deleted."""
+    deleted = 0
+    for start in range(0, len(sample_ids), CHUNK):
+        deleted += db.execute(
+            delete(UpdateLogSample)
+            .where(UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(sample_ids[start : start + CHUNK]))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return deleted
+
+
+def delete_class_rows(db: Session, log_id: uuid.UUID, dataset_id: uuid.UUID, labels: Sequence[int]) -> int:
+    """Delete the index rows of every training sample of these classes; returns rows deleted."""
+    q = delete(UpdateLogSample).where(
+        UpdateLogSample.log_id == log_id, UpdateLogSample.sample_id.in_(_of_classes(dataset_id, labels))
+    )
+    return db.execute(q.execution_options(synchronize_session=False)).rowcount
 
 
 def supersede(db: Session, chunk: UpdateLogChunk) -> None:

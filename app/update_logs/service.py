@@ -1,4 +1,4 @@
-"""Update logs in the service: persisting what the recorder wrote, consuming subtracted steps,
+"""Update logs in the service: persisting what the recorder wrote, marking subtracted steps,
 detaching a log that no longer describes the model."""
 
 from __future__ import annotations
@@ -86,9 +86,10 @@ def record(
 def consume(
     db: Session, *, log_id: uuid.UUID, steps: list[int], model_id: uuid.UUID, job_id: uuid.UUID, actor: str
 ) -> int:
-    """The subtracted steps leave the index: a later request never subtracts them again. Their bytes
-    leave the chunk files in the purge that follows the erasure (:mod:`app.update_logs.purge`)."""
-    removed = repository.remove_steps(db, log_id, steps)
+    """The subtracted steps leave the log, marked ``subtracted`` (their rows stay: a later request for
+    another sample of their batches finds them accounted for, and never subtracts them again). Their
+    bytes leave the chunk files in the purge that follows the erasure (:mod:`app.update_logs.purge`)."""
+    removed = repository.mark_subtracted(db, log_id, steps)
     audit.record(
         db,
         action="update_log.steps_consumed",

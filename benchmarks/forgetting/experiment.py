@@ -38,9 +38,9 @@ class Sets:
     forget: LabelledTensors
     retain: LabelledTensors
     retain_eval: LabelledTensors
-    test: LabelledTensors  # test rows of the classes still known
+    test: LabelledTensors  # evaluation rows of the classes still known
     forget_class_test: LabelledTensors | None
-    unseen: LabelledTensors  # test rows of the forget set's classes: the MIA's non-members
+    unseen: LabelledTensors  # evaluation rows of the forget set's classes: the MIA's non-members
 
 
 class SeedRun:
@@ -48,10 +48,13 @@ class SeedRun:
         self.profile, self.ds, self.seed = profile, ds, seed
         self.recipe = profile.recipe.model_copy(update={"seed": seed})
         self.train_rows = ds.rows("train")
-        self.test_rows = ds.rows("test")
+        # Held-out roles (workers/engine/holdout.py): methods calibrate on the calibration rows only;
+        # test figures and the membership attack's non-members are the evaluation rows.
+        self.test_rows = ds.held_out("evaluation")
         # Built once; every set is a view into these (copying MNIST for each method costs seconds).
         self.train_data = self.tensors(self.train_rows, ids=True)
         self.test_data = self.tensors(self.test_rows)
+        self.calibration_data = self.tensors(ds.held_out("calibration"))
         self.workdir = Path(tempfile.mkdtemp(prefix=f"unlearnd-bench-{seed}-"))
         self._retrained: dict[bytes, tuple[dict, float]] = {}
 
@@ -161,7 +164,7 @@ class SeedRun:
             device=DEVICE,
             progress=Progress(),
             forget_classes=scenario.classes,
-            holdout=self.test_data,
+            holdout=self.calibration_data,
             update_log=reader,
         )
         impl = METHODS[method]

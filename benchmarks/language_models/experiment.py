@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from benchmarks.language_models.corpus import Corpus, build
-from benchmarks.language_models.profiles import Profile, Variant
+from benchmarks.language_models.profiles import ALL_LAYERS, Profile, Variant
 from workers.engine.architectures import build_model
 from workers.engine.lm_eval import lm_verification
 from workers.engine.lm_metrics import exposures
@@ -27,7 +27,7 @@ from workers.engine.runtime import Progress
 from workers.engine.tensors import LabelledTensors
 from workers.engine.text import ByteTokenizer, lm_tensors, pack_dataset
 from workers.engine.training import seed_everything, train
-from workers.engine.update_log import ManifestReader
+from workers.engine.update_log import LogCoverage, ManifestReader, RecorderConfig
 
 log = logging.getLogger(__name__)
 DEVICE = torch.device("cpu")
@@ -59,6 +59,12 @@ class ForgottenDocumentGradients:
 
     def after_step(self, model: nn.Module, epoch: int, batch: int, rows: torch.Tensor) -> None:
         pass
+
+    config = RecorderConfig(first_epoch_gradients=ALL_LAYERS)  # what gradient ascent checks it records
+
+    def coverage(self, sample_ids, steps_per_epoch=None, epoch=None) -> LogCoverage:
+        """Complete: it kept every forgotten document's gradient, and nothing erases them here."""
+        return LogCoverage(samples=len(set(sample_ids)))
 
     def first_epoch_gradients(self, sample_ids) -> dict[str, torch.Tensor] | None:
         found = [self.grads[s] for s in sample_ids if s in self.grads]

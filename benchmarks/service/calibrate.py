@@ -27,6 +27,7 @@ BODY = {
     "scope": {"sample_ids": [f"digits-{i:04d}" for i in range(10)]},
     "method": "finetune",
     "params": {"epochs": 1},
+    "on_verification_failure": "accept",  # as benchmarks/service/load.py sends
 }
 
 

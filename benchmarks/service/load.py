@@ -43,6 +43,8 @@ def _body(model_id: str, sample_id: str) -> dict:
         "scope": {"sample_ids": [sample_id]},
         "method": "finetune",
         "params": {"epochs": 1},
+        # the load, not the gate, is measured: a one-sample request can never pass the membership test
+        "on_verification_failure": "accept",
     }
 
 

@@ -32,7 +32,14 @@ def test_artifact_store_write_failure_fails_the_job_cleanly(private_redis, stack
 
             flag.touch()  # the disk is full from now on
             full_at = time.monotonic()
-            fr = forget(client, model["id"], {"sample_ids": train_ids(n=5)}, method="finetune", params={"epochs": 1})
+            fr = forget(
+                client,
+                model["id"],
+                {"sample_ids": train_ids(n=5)},
+                method="finetune",
+                params={"epochs": 1},
+                on_verification_failure="accept",
+            )
             assert fr.status_code == 202, fr.text
             unlearn = wait_job(client, fr.json()["jobs"][0]["id"], timeout=60)
             spec = {"name": f"full-{uuid.uuid4().hex[:6]}", "dataset_id": dataset["id"], **ARCH, "recipe": RECIPE}
@@ -65,7 +72,14 @@ def test_artifact_store_write_failure_fails_the_job_cleanly(private_redis, stack
             assert client.get(f"/v1/forget-requests/{fr.json()['id']}").json()["state"] == "FAILED"
 
             flag.unlink()  # room again: the same worker, no restart
-            again = forget(client, model["id"], {"sample_ids": train_ids(n=5)}, method="finetune", params={"epochs": 1})
+            again = forget(
+                client,
+                model["id"],
+                {"sample_ids": train_ids(n=5)},
+                method="finetune",
+                params={"epochs": 1},
+                on_verification_failure="accept",
+            )
             assert again.status_code == 202, again.text
             done = wait_job(client, again.json()["jobs"][0]["id"], timeout=60)
             assert done["state"] == "SUCCEEDED" and done["result_version"] == 2, done

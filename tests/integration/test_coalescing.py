@@ -20,8 +20,11 @@ from tests.helpers import (
     wait_request,
 )
 
-SLOW = {"epochs": 12}  # the blocking job runs for seconds, long enough to queue requests behind it
+SLOW = {"epochs": 40}  # a shared job that runs for seconds
 QUICK = {"epochs": 1}
+# The job the requests queue behind: far longer than any submit on a busy machine, and cancelled
+# once they are in (its own outcome is not what these tests look at).
+BLOCKER = {"epochs": 100, "batch_size": 8}
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +33,25 @@ def own_model(client) -> dict:
     return train_model(client, register_digits(client)["id"])
 
 
+def _release(client, blocker: dict) -> None:
+    """Cancel the blocking job: the requests queued behind it start."""
+    job_id = blocker["jobs"][0]["id"]
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    wait_job(client, job_id)
+
+
 def test_requests_queued_behind_a_running_job_share_one_run(client, own_model):
     ids = train_ids(n=7)
-    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW)
+    blocker = forget(
+        client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", BLOCKER, on_verification_failure="accept"
+    )
     assert blocker.status_code == 202, blocker.text
     wait_job(client, blocker.json()["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
 
-    answers = [forget(client, own_model["id"], {"sample_ids": [i]}, "finetune", QUICK).json() for i in ids[1:]]
+    answers = [
+        forget(client, own_model["id"], {"sample_ids": [i]}, "finetune", QUICK, on_verification_failure="accept").json()
+        for i in ids[1:]
+    ]
     shared = {a["jobs"][0]["id"] for a in answers}
     assert len(shared) == 1, answers  # the first queued a job; the other five joined it
     assert answers[-1]["jobs"][0]["requests_served"] == 6
@@ -44,6 +59,7 @@ def test_requests_queued_behind_a_running_job_share_one_run(client, own_model):
     # one of them changes its mind while the shared job still waits: it alone leaves
     left = client.post(f"/v1/forget-requests/{answers[0]['id']}/cancel")
     assert left.status_code == 202 and left.json()["state"] == "CANCELLED", left.text
+    _release(client, blocker.json())
 
     finals = [wait_request(client, a["id"]) for a in answers[1:]]
     assert {f["state"] for f in finals} == {"SUCCEEDED"}
@@ -67,11 +83,17 @@ def test_requests_queued_behind_a_running_job_share_one_run(client, own_model):
 
 def test_a_request_cannot_leave_a_shared_job_that_started(client, own_model):
     ids = train_ids(n=3)
-    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW)
+    blocker = forget(
+        client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", BLOCKER, on_verification_failure="accept"
+    )
     wait_job(client, blocker.json()["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
-    a, b = (forget(client, own_model["id"], {"sample_ids": [i]}, "finetune", SLOW).json() for i in ids[1:])
+    a, b = (
+        forget(client, own_model["id"], {"sample_ids": [i]}, "finetune", SLOW, on_verification_failure="accept").json()
+        for i in ids[1:]
+    )
     # (the shared job is slow too, so the cancel below most likely finds it RUNNING)
     assert a["jobs"][0]["id"] == b["jobs"][0]["id"]
+    _release(client, blocker.json())
     shared = a["jobs"][0]["id"]
     wait_job(client, shared, states={"RUNNING", "VERIFYING", "SUCCEEDED"}, timeout=120)
     state = client.get(f"/v1/jobs/{shared}").json()["state"]
@@ -85,18 +107,23 @@ def test_concurrent_requests_behind_a_running_job_queue_one_job_between_them(api
     """Twelve submits at once find no job to join: one queues a job under the model's queue lock, the
     other eleven wait for its commit and join it (none waits for another joiner)."""
     ids = train_ids(n=13)
-    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW).json()
+    blocker = forget(
+        client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", BLOCKER, on_verification_failure="accept"
+    ).json()
     wait_job(client, blocker["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
 
     def post(i: int) -> httpx.Response:
         with httpx.Client(base_url=api_url, timeout=60, headers=client.headers) as c:
-            return forget(c, own_model["id"], {"sample_ids": [ids[i]]}, "finetune", QUICK)
+            return forget(
+                c, own_model["id"], {"sample_ids": [ids[i]]}, "finetune", QUICK, on_verification_failure="accept"
+            )
 
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(post, range(1, 13)))
     assert [a.status_code for a in answers] == [202] * 12, [a.text for a in answers]
-    # the blocker still runs (12 epochs), so nothing was claimed while they were submitted
+    # the blocker still runs, so nothing was claimed while they were submitted
     assert client.get(f"/v1/jobs/{blocker['jobs'][0]['id']}").json()["state"] == "RUNNING"
+    _release(client, blocker)
     shared = {a.json()["jobs"][0]["id"] for a in answers}
     assert len(shared) == 1, answers
     job = wait_job(client, shared.pop())
@@ -108,17 +135,24 @@ def test_a_job_whose_claim_is_under_way_is_passed_over_not_waited_for(api_url, c
     CPU priority than the API: a submit that waited for that commit held an API thread for it. It
     queues a job of its own instead (the claimed job will not be QUEUED any more)."""
     ids = train_ids(n=3)
-    blocker = forget(client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", SLOW).json()
+    blocker = forget(
+        client, own_model["id"], {"sample_ids": ids[:1]}, "finetune", BLOCKER, on_verification_failure="accept"
+    ).json()
     wait_job(client, blocker["jobs"][0]["id"], states={"RUNNING"}, timeout=60)
-    queued = forget(client, own_model["id"], {"sample_ids": [ids[1]]}, "finetune", QUICK).json()["jobs"][0]["id"]
+    queued = forget(
+        client, own_model["id"], {"sample_ids": [ids[1]]}, "finetune", QUICK, on_verification_failure="accept"
+    ).json()["jobs"][0]["id"]
 
     db.execute(text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": queued})  # as a claim does
     try:
         # were the submit to wait for the lock, it would answer only after the rollback below
         with httpx.Client(base_url=api_url, timeout=20, headers=client.headers) as c:
-            answer = forget(c, own_model["id"], {"sample_ids": [ids[2]]}, "finetune", QUICK)
+            answer = forget(
+                c, own_model["id"], {"sample_ids": [ids[2]]}, "finetune", QUICK, on_verification_failure="accept"
+            )
     finally:
         db.rollback()
+    _release(client, blocker)
     assert answer.status_code == 202, answer.text
     own_job = answer.json()["jobs"][0]["id"]
     assert own_job != queued

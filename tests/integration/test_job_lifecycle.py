@@ -21,8 +21,12 @@ def _running(client, job_id: str) -> dict:
 
 def test_cancel_running_and_queued_jobs(client, model):
     versions_before = client.get(f"/v1/models/{model['id']}/versions").json()["items"]
-    long_job = forget(client, model["id"], {"class_labels": [1]}, "finetune", LONG_FINETUNE).json()
-    waiting = forget(client, model["id"], {"class_labels": [2]}, "finetune", {"epochs": 1}).json()
+    long_job = forget(
+        client, model["id"], {"class_labels": [1]}, "finetune", LONG_FINETUNE, on_verification_failure="accept"
+    ).json()
+    waiting = forget(
+        client, model["id"], {"class_labels": [2]}, "finetune", {"epochs": 1}, on_verification_failure="accept"
+    ).json()
     running = _running(client, long_job["jobs"][0]["id"])
     assert running["progress"]["total_steps"] > running["progress"]["step"]
 
@@ -58,7 +62,10 @@ def test_a_job_whose_checkpoint_was_corrupted_fails_cleanly(client, digits_datas
     path.write_bytes(b"\0" * path.stat().st_size)  # flipped bits on disk: same size, other bytes
 
     fr = wait_request(
-        client, forget(client, model["id"], {"class_labels": [4]}, "finetune", {"epochs": 1}).json()["id"]
+        client,
+        forget(
+            client, model["id"], {"class_labels": [4]}, "finetune", {"epochs": 1}, on_verification_failure="accept"
+        ).json()["id"],
     )
     job = fr["jobs"][0]
     assert fr["state"] == job["state"] == "FAILED"
@@ -84,7 +91,14 @@ def test_jobs_for_one_model_run_one_at_a_time(client, second_worker):
     model = train_model(client, register_digits(client)["id"])
     # different params, so the queued ones are not coalesced into one job (tests/.../test_coalescing.py)
     ids = [
-        forget(client, model["id"], {"class_labels": [c]}, "finetune", {"epochs": 2, "seed": c}).json()["id"]
+        forget(
+            client,
+            model["id"],
+            {"class_labels": [c]},
+            "finetune",
+            {"epochs": 2, "seed": c},
+            on_verification_failure="accept",
+        ).json()["id"]
         for c in (1, 2, 3)
     ]
     jobs = [wait_request(client, i)["jobs"][0] for i in ids]

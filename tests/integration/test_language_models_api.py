@@ -139,6 +139,7 @@ def test_training_learns_the_text_and_forgetting_two_documents_raises_their_perp
         {"sample_ids": FORGET},
         method="gradient_ascent",
         params={"gradients": "first_epoch", "layers": ["embedding"], "lr": 0.1, "max_epochs": 100},
+        on_verification_failure="accept",  # what the ascent did is tested here; the gate in test_verified_erasure
     )
     assert resp.status_code == 202, resp.text
     done = wait_request(client, resp.json()["id"], timeout=60)

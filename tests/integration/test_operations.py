@@ -54,10 +54,20 @@ def _worker_running(client, job_id: str) -> dict:
 
 def test_while_a_job_runs_metrics_match_the_database_and_the_worker_names_its_job(client, api_url, model, db):
     settings = get_settings()
-    long_fr = forget(client, model["id"], {"class_labels": [1]}, "finetune", LONG_FINETUNE).json()
+    long_fr = forget(
+        client, model["id"], {"class_labels": [1]}, "finetune", LONG_FINETUNE, on_verification_failure="accept"
+    ).json()
     # different seeds: two jobs, not one coalesced job
     waiting = [
-        forget(client, model["id"], {"class_labels": [c]}, "finetune", {**QUICK, "seed": c}).json() for c in (2, 3)
+        forget(
+            client,
+            model["id"],
+            {"class_labels": [c]},
+            "finetune",
+            {**QUICK, "seed": c},
+            on_verification_failure="accept",
+        ).json()
+        for c in (2, 3)
     ]
     job_id = long_fr["jobs"][0]["id"]
     try:
@@ -120,7 +130,12 @@ def test_finished_jobs_feed_the_duration_histogram_and_failures_count_by_reason(
     ran = "state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') AND started_at IS NOT NULL"
     before, finished_before = scrape(api_url), db_count(db, ran)
     done = [
-        wait_request(client, forget(client, model["id"], {"class_labels": [c]}, "finetune", QUICK).json()["id"])
+        wait_request(
+            client,
+            forget(
+                client, model["id"], {"class_labels": [c]}, "finetune", QUICK, on_verification_failure="accept"
+            ).json()["id"],
+        )
         for c in (4, 5)
     ]
     assert [fr["state"] for fr in done] == ["SUCCEEDED", "SUCCEEDED"]
@@ -130,7 +145,12 @@ def test_finished_jobs_feed_the_duration_histogram_and_failures_count_by_reason(
         text("SELECT artifact_key FROM model_versions WHERE model_id = :m AND version = 1"), {"m": broken["id"]}
     ).scalar_one()
     (Path(get_settings().artifact_dir) / key).unlink()
-    failed = wait_request(client, forget(client, broken["id"], {"class_labels": [0]}, "finetune", QUICK).json()["id"])
+    failed = wait_request(
+        client,
+        forget(client, broken["id"], {"class_labels": [0]}, "finetune", QUICK, on_verification_failure="accept").json()[
+            "id"
+        ],
+    )
     assert failed["jobs"][0]["error"]["type"] == "/problems/artifact-missing"
 
     after = scrape(api_url)
@@ -226,6 +246,7 @@ def test_logs_are_json_lines_with_request_and_job_ids_and_no_personal_data(clien
         "method": "finetune",
         "params": QUICK,
         "subject": subject,
+        "on_verification_failure": "accept",
     }
     resp = client.post("/v1/forget-requests", json=body, headers={"X-Request-ID": rid})
     assert resp.status_code == 202 and resp.headers["x-request-id"] == rid

@@ -58,7 +58,15 @@ def test_amnesiac_subtracts_the_steps_that_saw_the_samples_once(client, logged_m
             )
         )
     )
-    job = _succeeded(client, forget(client, logged_model["id"], {"sample_ids": ids}, "amnesiac", {"repair_epochs": 1}))
+    resp = forget(
+        client,
+        logged_model["id"],
+        {"sample_ids": ids},
+        "amnesiac",
+        {"repair_epochs": 1},
+        on_verification_failure="accept",
+    )
+    job = _succeeded(client, resp)
     m = job["metrics"]
     assert m["update_log_steps_removed"] == len(expected) == 2 * FAST_RECIPE["epochs"]
     assert (
@@ -69,10 +77,7 @@ def test_amnesiac_subtracts_the_steps_that_saw_the_samples_once(client, logged_m
     batches = client.get(f"/v1/jobs/{job['id']}/batches", params={"page_size": 500}).json()["items"]
     assert [b["phase"] for b in batches[: len(expected)]] == ["subtract"] * len(expected)
     assert all(b["loss"] is None for b in batches[: len(expected)])
-
-    # the same sample again: its steps were consumed, nothing is subtracted twice
-    again = _succeeded(client, forget(client, logged_model["id"], {"sample_ids": ids[:1]}, "amnesiac"))
-    assert again["metrics"]["update_log_steps_removed"] == 0
+    # never subtracted twice: tests/integration/test_update_log_completeness.py
 
 
 @pytest.mark.parametrize(
@@ -87,7 +92,10 @@ def test_amnesiac_subtracts_the_steps_that_saw_the_samples_once(client, logged_m
 )
 def test_every_method_forgets_a_class_through_the_api(client, method, params):
     fresh = train_model(client, register_digits(client)["id"], update_log=LOG_SPEC)  # erasures are dataset-wide
-    job = _succeeded(client, forget(client, fresh["id"], {"class_labels": [7]}, method, params))
+    # how each method behaves is tested here; whether its model may become a version, by the gate
+    job = _succeeded(
+        client, forget(client, fresh["id"], {"class_labels": [7]}, method, params, on_verification_failure="accept")
+    )
     m = job["metrics"]
     assert m["forget_class_test_accuracy"] <= 0.05 and m["before"]["forget_class_test_accuracy"] > 0.8
     # the quality bounds per method are the engine tests'; here: it forgot, and the rest held within 15 points
@@ -116,7 +124,12 @@ def test_a_pruned_log_stores_a_fraction_of_the_dense_bytes(client):
     )
     log = client.get(f"/v1/models/{model['id']}/update-log").json()
     assert log["storage_ratio"] < 0.10 and log["config"]["top_p"] == 0.1
-    job = _succeeded(client, forget(client, model["id"], {"sample_ids": train_ids(n=3)}, "partial_amnesiac"))
+    job = _succeeded(
+        client,
+        forget(
+            client, model["id"], {"sample_ids": train_ids(n=3)}, "partial_amnesiac", on_verification_failure="accept"
+        ),
+    )
     assert job["metrics"]["update_log_mode"] == "pruned" and job["metrics"]["repair_epochs"] == 0
 
 

@@ -1,7 +1,8 @@
 """No residual copies in update logs: when an erasure succeeds, the records of the batches that held
-an erased sample leave every log of the model (index rows and chunk bytes), as do the bytes of steps
-amnesiac unlearning subtracted; old chunk files are deleted from the artifact store after the commit;
-each purge is audited; amnesiac unlearning keeps working on what is left."""
+an erased sample leave every log of the model (marked purged, the erased samples' index rows deleted,
+chunk bytes removed), as do the bytes of steps amnesiac unlearning subtracted (marked subtracted);
+old chunk files are deleted from the artifact store after the commit; each purge is audited; amnesiac
+unlearning keeps working on what is left."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from safetensors import safe_open
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.core.ids import uuid7
 from app.datasets.tables import DatasetSample
@@ -25,8 +26,8 @@ from app.models import repository as models_repo
 from app.storage import get_artifact_store
 from app.update_logs import purge
 from app.update_logs import repository as logs_repo
-from app.update_logs.tables import UpdateLog, UpdateLogChunk, UpdateLogSample, UpdateLogStep
-from tests.helpers import FAST_RECIPE, forget, register_digits, train_ids, train_model, wait_request
+from app.update_logs.tables import LIVE, PURGED, SUBTRACTED, UpdateLog, UpdateLogChunk, UpdateLogSample, UpdateLogStep
+from tests.helpers import FAST_RECIPE, count_train, forget, register_digits, train_ids, train_model, wait_request
 from workers.engine.log_chunks import step_of
 from workers.housekeeping import purge_update_logs
 
@@ -88,9 +89,27 @@ def _assert_old_files_gone(db, event: dict) -> None:
         assert not path.exists() or logs_repo.key_in_use(db, key), key
 
 
-def _live_steps(db, log_id) -> dict[int, UpdateLogStep]:
+def _live_steps(db, log_id, state: str = LIVE) -> dict[int, UpdateLogStep]:
     db.rollback()  # a fresh snapshot
-    return {s.step: s for s in db.scalars(select(UpdateLogStep).where(UpdateLogStep.log_id == log_id))}
+    q = select(UpdateLogStep).where(UpdateLogStep.log_id == log_id, UpdateLogStep.state == state)
+    return {s.step: s for s in db.scalars(q)}
+
+
+def _index_rows(db, log_id, sample_ids=None, steps=None) -> list[tuple[str, int]]:
+    """(sample, step) rows of the inverted index, in steps of every state."""
+    q = select(UpdateLogSample.sample_id, UpdateLogSample.step).where(UpdateLogSample.log_id == log_id)
+    if sample_ids is not None:
+        q = q.where(UpdateLogSample.sample_id.in_(sample_ids))
+    if steps is not None:
+        q = q.where(UpdateLogSample.step.in_(steps))
+    return [tuple(r) for r in db.execute(q)]
+
+
+def _untouched(db, log_id, candidates: list[str], n: int) -> list[str]:
+    """``n`` of these samples none of whose steps was purged (amnesiac would refuse them)."""
+    purged = set(_live_steps(db, log_id, PURGED))
+    rows = _index_rows(db, log_id, candidates)
+    return [c for c in candidates if not any(s in purged for sid, s in rows if sid == c)][:n]
 
 
 def _steps_of(db, log_id, sample_ids) -> set[int]:
@@ -149,16 +168,30 @@ def test_erasures_purge_logged_batches_and_amnesiac_still_works_on_the_rest(clie
     _assert_files_match_the_index(db, log_id)
 
     ids = train_ids(n=30)
-    subtracted_ids, erased_ids, later_ids = ids[:2], ids[10:12], ids[20:22]
+    subtracted_ids, erased_ids = ids[:2], ids[10:12]
 
-    # 1. amnesiac: its steps leave the index when it succeeds; the purge then removes their bytes
+    # 1. amnesiac: its steps leave the log (marked subtracted) when it succeeds; the purge then removes
+    # their bytes and the erased samples' own index rows
     consumed = _steps_of(db, log_id, subtracted_ids)
-    job = _succeeded(client, forget(client, mid, {"sample_ids": subtracted_ids}, "amnesiac", {"repair_epochs": 0}))
+    job = _succeeded(
+        client,
+        forget(
+            client,
+            mid,
+            {"sample_ids": subtracted_ids},
+            "amnesiac",
+            {"repair_epochs": 0},
+            on_verification_failure="accept",
+        ),
+    )
     assert job["metrics"]["update_log_steps_removed"] == len(consumed) == 6
     event = _purge_event(client, db, job["id"], log_id)
     p = event["payload"]
     assert event["entity_id"] == str(log_id) and event["model_id"] == mid and p["current_log"] is True
-    assert p["steps_purged"] == 0 and p["sample_rows_purged"] == 0  # already out of the index
+    assert p["steps_purged"] == 0  # no live step held them any more
+    assert p["sample_rows_purged"] == len(subtracted_ids) * 3  # theirs, one per epoch, in subtracted steps
+    assert set(_live_steps(db, log_id, SUBTRACTED)) == consumed and not _index_rows(db, log_id, subtracted_ids)
+    assert p["steps_by_state"] == {"live": recorded - len(consumed), "subtracted": len(consumed), "purged": 0}
     assert p["residual_steps_removed"] == len(consumed) and p["steps_remaining"] == recorded - len(consumed)
     assert p["chunks_rewritten"] == len(p["chunks"]) > 0 and p["chunks_deleted"] == 0
     assert p["bytes_removed"] == sum(c["old_size"] - c["new_size"] for c in p["chunks"]) > 0
@@ -170,15 +203,18 @@ def test_erasures_purge_logged_batches_and_amnesiac_still_works_on_the_rest(clie
     # 2. an erasure by another method (the log stays attached): the batches that held the samples go
     erased = _steps_of(db, log_id, erased_ids)
     assert 3 <= len(erased) <= 6 and not erased & consumed
-    erased_rows = db.scalar(
-        select(func.count())
-        .select_from(UpdateLogSample)
-        .where(UpdateLogSample.log_id == log_id, UpdateLogSample.step.in_(erased))
+    others = {(sid, s) for sid, s in _index_rows(db, log_id, steps=erased) if sid not in erased_ids}
+    job = _succeeded(
+        client,
+        forget(client, mid, {"sample_ids": erased_ids}, "finetune", {"epochs": 1}, on_verification_failure="accept"),
     )
-    job = _succeeded(client, forget(client, mid, {"sample_ids": erased_ids}, "finetune", {"epochs": 1}))
     event = _purge_event(client, db, job["id"], log_id)
     p = event["payload"]
-    assert p["steps_purged"] == len(erased) and p["sample_rows_purged"] == erased_rows
+    assert p["steps_purged"] == len(erased) and p["sample_rows_purged"] == len(erased_ids) * 3
+    # the steps stay, marked purged; the other samples of their batches keep their index rows (so a later
+    # amnesiac request for one of them knows part of its training is gone), the erased samples do not
+    assert set(_live_steps(db, log_id, PURGED)) == erased
+    assert set(_index_rows(db, log_id, steps=erased)) == others and not _index_rows(db, log_id, erased_ids)
     assert p["residual_steps_removed"] == 0
     assert p["steps_remaining"] == recorded - len(consumed) - len(erased)
     assert not any(sid in json.dumps(event) for sid in erased_ids)  # counts and hashes, no sample IDs
@@ -191,13 +227,22 @@ def test_erasures_purge_logged_batches_and_amnesiac_still_works_on_the_rest(clie
     assert not any(_file(k).exists() for k in first_keys - {r.artifact_key for r in db.scalars(select(UpdateLogChunk))})
     log_out = client.get(f"/v1/models/{mid}/update-log").json()
     assert log_out["steps_recorded"] == recorded and log_out["steps_remaining"] == len(live)
+    assert log_out["steps_subtracted"] == len(consumed) and log_out["steps_purged"] == len(erased)
     assert log_out["stored_bytes"] == p["stored_bytes"]
     assert log_out["storage_ratio"] == round(p["stored_bytes"] / log_out["dense_bytes"], 6)  # same steps
 
     # 3. amnesiac on other samples reads the rewritten chunks and subtracts what is left of theirs
+    # (samples that shared a purged step would be refused: tests/integration/test_update_log_completeness.py)
+    later_ids = _untouched(db, log_id, ids[20:], 2)
+    assert len(later_ids) == 2
     remaining = _steps_of(db, log_id, later_ids)
     assert remaining
-    job = _succeeded(client, forget(client, mid, {"sample_ids": later_ids}, "amnesiac", {"repair_epochs": 0}))
+    job = _succeeded(
+        client,
+        forget(
+            client, mid, {"sample_ids": later_ids}, "amnesiac", {"repair_epochs": 0}, on_verification_failure="accept"
+        ),
+    )
     assert job["metrics"]["update_log_steps_removed"] == len(remaining)
     assert job["metrics"]["update_log_bytes_read"] > 0
     p = _purge_event(client, db, job["id"], log_id)["payload"]
@@ -230,7 +275,9 @@ def test_a_class_erasure_by_retrain_purges_the_detached_log_too(client, db):
     assert p["steps_purged"] == len(held_class) and p["steps_remaining"] == recorded - len(held_class)
     emptied = [c for c in p["chunks"] if c["new_sha256"] is None]
     assert p["chunks_deleted"] == len(emptied) and all(c["new_size"] == 0 for c in emptied)
-    assert set(_live_steps(db, log_id)).isdisjoint(held_class)
+    assert set(_live_steps(db, log_id)).isdisjoint(held_class) and set(_live_steps(db, log_id, PURGED)) == held_class
+    assert not _index_rows(db, log_id, train_ids(label=3))  # the erased class's rows go, the others' stay
+    assert len(_index_rows(db, log_id)) == 2 * count_train(exclude_labels=[3])
     _assert_old_files_gone(db, event)
     _assert_files_match_the_index(db, log_id)
 
@@ -240,8 +287,8 @@ def test_a_failed_commit_loses_nothing_and_a_pass_stopped_after_its_commit_is_fi
     files (a crash right after the commit); the next housekeeping pass deletes them and says so."""
     model, log_id = _logged_model(client, epochs=1, seed=13)
     store = get_artifact_store()
-    with new_session() as s:  # two steps leave the index, as an amnesiac job's success does
-        logs_repo.remove_steps(s, log_id, [0, 9])
+    with new_session() as s:  # two steps leave the log, as an amnesiac job's success does
+        assert logs_repo.mark_subtracted(s, log_id, [0, 9]) == 2
         s.commit()
     before = {
         (r.kind, r.chunk_index): (r.artifact_key, r.sha256)
@@ -286,7 +333,17 @@ def test_the_periodic_pass_finishes_a_purge_the_worker_never_ran(client, db):
     """An erasure that committed but whose worker stopped before the purge: the periodic pass finds it
     (no purge event yet) and does it."""
     model, log_id = _logged_model(client, epochs=1, seed=14)
-    job = _succeeded(client, forget(client, model["id"], {"sample_ids": train_ids(n=2)}, "finetune", {"epochs": 1}))
+    job = _succeeded(
+        client,
+        forget(
+            client,
+            model["id"],
+            {"sample_ids": train_ids(n=2)},
+            "finetune",
+            {"epochs": 1},
+            on_verification_failure="accept",
+        ),
+    )
     _purge_event(client, db, job["id"], log_id)
     assert uuid.UUID(job["id"]) not in purge.pending_jobs(db, limit=10_000)
 
@@ -297,7 +354,7 @@ def test_the_periodic_pass_finishes_a_purge_the_worker_never_ran(client, db):
         s.add(Job(**{**{c.name: getattr(real, c.name) for c in Job.__table__.columns}, "id": twin_id}))
         s.flush()
         s.add(JobRequest(job_id=twin_id, forget_request_id=jobs_repo.request_ids_of(s, real.id)[0]))
-        logs_repo.remove_steps(s, log_id, [5])
+        logs_repo.mark_subtracted(s, log_id, [5])
         s.commit()
     db.rollback()
     assert twin_id in purge.pending_jobs(db, limit=10_000)

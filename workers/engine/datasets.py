@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workers.engine.holdout import Role, held_out_rows
+
 SPLITS = ("train", "test", "val")
 MAX_ID_LENGTH = 200
 MAX_LABEL = 9_999
@@ -79,6 +81,14 @@ class ArrayDataset:
         if exclude is not None and len(exclude):
             mask[exclude] = False
         return np.flatnonzero(mask)
+
+    def held_out(self, role: Role, *, labels: Iterable[int] | None = None) -> np.ndarray:
+        """Row indices of the held-out rows (test and val) with this role (workers.engine.holdout),
+        optionally only these labels."""
+        rows = held_out_rows(self.split, self.ids, role)
+        if labels is not None:
+            rows = rows[np.isin(self.y[rows], np.fromiter(labels, dtype=np.int64))]
+        return rows
 
     def ids_of_class(self, label: int, split: str = "train") -> list[str]:
         return self.ids[self.rows(split, labels=[label])].tolist()

@@ -34,6 +34,7 @@ from workers.engine.datasets import (
     _check_ids,
     _hash_split,
 )
+from workers.engine.holdout import Role, held_out_rows
 from workers.engine.tensors import LabelledTensors
 
 MAX_JSONL_BYTES = 1024**3
@@ -260,6 +261,10 @@ class PackedBlocks:
         if exclude:
             keep &= ~np.isin(self.doc_ids, exclude)
         return np.flatnonzero(keep)
+
+    def held_out(self, role: Role) -> np.ndarray:
+        """Block indices of held-out documents (test and val) with this role (workers.engine.holdout)."""
+        return held_out_rows(self.split, self.doc_ids, role)
 
     def rows_of(self, ids: Iterable[str]) -> np.ndarray:
         """Block indices of these documents."""

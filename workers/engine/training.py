@@ -4,6 +4,7 @@ single optimiser step they all share."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -131,6 +132,15 @@ def document_batches(
     if current:
         batches.append(torch.cat(current))
     return batches
+
+
+def steps_per_epoch_of(ids: Sequence[str], batch_size: int, group_by_ids: bool) -> dict[str, int]:
+    """How many steps of one training epoch hold each ID, as :func:`train` batches them: a row is in
+    exactly one batch per epoch (the last, partial batch included), so an ID of one row is in one
+    step; a grouped document of ``n`` rows is in ``ceil(n / batch_size)`` (:func:`document_batches`)."""
+    if not group_by_ids:
+        return dict.fromkeys(ids, 1)
+    return {sid: math.ceil(n / batch_size) for sid, n in Counter(ids).items()}
 
 
 def train(

@@ -13,13 +13,19 @@ step. Optionally the first epoch's per-sample gradients of chosen layers are kep
 ascent with first-epoch gradients, seed paper 002). A purge rewrites a chunk without some steps
 (:mod:`workers.engine.log_chunks`); the readers look each step up by its keys, so the remaining
 steps of a rewritten chunk read exactly as before.
+
+A step leaves the log in one of two ways, and the log remembers which: ``subtracted`` (amnesiac
+unlearning subtracted its delta: every sample's influence in it is gone) or ``purged`` (an erasure by
+a method that does not subtract removed it: the other samples of its batch still influence the model,
+and that part can no longer be subtracted). :meth:`UpdateLogReader.coverage` tells them apart.
 """
 
 from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -29,6 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load as load_tensors
 
 FORMAT = "unlearnd-update-log/1"
+# What became of a recorded step: still in the log, subtracted from the model, or purged without that
+LIVE, SUBTRACTED, PURGED = "live", "subtracted", "purged"
+STEP_STATES = (LIVE, SUBTRACTED, PURGED)
 
 
 class RecorderConfig(BaseModel):
@@ -164,6 +173,37 @@ class StepInfo:
     size: int  # samples in the step's batch
 
 
+@dataclass(frozen=True)
+class LogCoverage:
+    """How much of some samples' training a log still accounts for (:meth:`UpdateLogReader.coverage`).
+
+    ``steps_*`` of a state count distinct steps; ``steps_unrecorded`` counts, per sample, the steps it
+    should have been in (training puts it in a fixed number of steps per epoch) that the log never
+    held. A sample with no steps left that was erased earlier (tombstoned) is ``samples_erased``:
+    nothing of it is expected any more."""
+
+    samples: int = 0  # distinct sample IDs asked about
+    samples_erased: int = 0
+    steps_live: int = 0  # still in the log: what subtracting removes
+    steps_subtracted: int = 0  # already subtracted from the model
+    steps_purged: int = 0  # purged by an earlier erasure without being subtracted
+    steps_unrecorded: int = 0
+    samples_subtracted: int = 0  # samples with at least one step of that kind
+    samples_purged: int = 0
+    samples_unrecorded: int = 0
+    samples_missing: int = 0  # samples with a purged or unrecorded step
+    samples_not_live: int = 0  # samples with any step a reader of live steps no longer sees
+    erased_ids: frozenset[str] = field(default_factory=frozenset, repr=False)
+
+    @property
+    def steps_missing(self) -> int:
+        return self.steps_purged + self.steps_unrecorded
+
+    @property
+    def complete(self) -> bool:
+        return self.samples_missing == 0
+
+
 class UpdateLogReader(abc.ABC):
     """Reads a log back: which steps held some samples, their deltas, first-epoch gradients.
 
@@ -183,7 +223,7 @@ class UpdateLogReader(abc.ABC):
 
     @abc.abstractmethod
     def steps_containing(self, sample_ids: Sequence[str]) -> list[int]:
-        """Steps whose batch held any of these samples (and that are still in the log)."""
+        """Live steps (neither subtracted nor purged) whose batch held any of these samples."""
 
     @abc.abstractmethod
     def step_info(self, steps: Sequence[int]) -> dict[int, StepInfo]: ...
@@ -197,6 +237,62 @@ class UpdateLogReader(abc.ABC):
 
     @abc.abstractmethod
     def read_chunk(self, ref: ChunkRef) -> bytes: ...
+
+    @property
+    @abc.abstractmethod
+    def epochs(self) -> int:
+        """Epochs the log recorded."""
+
+    @abc.abstractmethod
+    def step_states(
+        self, sample_ids: Sequence[str], epoch: int | None = None
+    ) -> tuple[dict[str, Counter[str]], dict[int, str]]:
+        """For the samples' recorded steps (of ``epoch`` only, if given): per sample, how many are in
+        each state; and each distinct step with its state. A sample without steps is left out."""
+
+    @abc.abstractmethod
+    def erased_samples(self, sample_ids: Sequence[str]) -> set[str]:
+        """Those of these samples that were erased earlier (tombstoned)."""
+
+    def coverage(
+        self, sample_ids: Sequence[str], steps_per_epoch: Mapping[str, int] | None = None, epoch: int | None = None
+    ) -> LogCoverage:
+        """Whether the log still accounts for every step these samples were trained in (of ``epoch``
+        only, if given). ``steps_per_epoch``: steps of one epoch that held each sample (default 1;
+        a language model's long document spans several, see ``workers.engine.training``)."""
+        ids = list(dict.fromkeys(sample_ids))
+        per_sample, steps = self.step_states(ids, epoch)
+        erased = self.erased_samples([s for s in ids if s not in per_sample])
+        epochs = 1 if epoch is not None else self.epochs
+        by_state = Counter(steps.values())
+        samples: Counter[str] = Counter()
+        unrecorded = 0
+        for sid in ids:
+            if sid in erased:
+                continue
+            held = per_sample.get(sid, Counter())
+            expected = epochs * (steps_per_epoch.get(sid, 1) if steps_per_epoch is not None else 1)
+            short = max(0, expected - sum(held.values()))
+            unrecorded += short
+            samples[SUBTRACTED] += held[SUBTRACTED] > 0
+            samples[PURGED] += held[PURGED] > 0
+            samples["unrecorded"] += short > 0
+            samples["missing"] += held[PURGED] > 0 or short > 0
+            samples["not_live"] += held[SUBTRACTED] > 0 or held[PURGED] > 0 or short > 0
+        return LogCoverage(
+            samples=len(ids),
+            samples_erased=len(erased),
+            steps_live=by_state[LIVE],
+            steps_subtracted=by_state[SUBTRACTED],
+            steps_purged=by_state[PURGED],
+            steps_unrecorded=unrecorded,
+            samples_subtracted=samples[SUBTRACTED],
+            samples_purged=samples[PURGED],
+            samples_unrecorded=samples["unrecorded"],
+            samples_missing=samples["missing"],
+            samples_not_live=samples["not_live"],
+            erased_ids=frozenset(erased),
+        )
 
     def _chunk(self, kind: str, index: int) -> dict[str, torch.Tensor]:
         if self._cache is None or self._cache[0] != (kind, index):
@@ -217,7 +313,8 @@ class UpdateLogReader(abc.ABC):
             yield step, *decode_flat(step, self._chunk("deltas", info[step].chunk), total)
 
     def first_epoch_gradients(self, sample_ids: Sequence[str]) -> dict[str, torch.Tensor] | None:
-        """Sum of the recorded first-epoch gradients of these samples, per recorded parameter."""
+        """Sum of the recorded first-epoch gradients of these samples in live steps, per recorded
+        parameter (a sample whose step left the log adds nothing: check :meth:`coverage` first)."""
         if not self.config.first_epoch_gradients:
             return None
         steps = [s for s, i in self.step_info(self.steps_containing(sample_ids)).items() if i.grad_chunk is not None]
@@ -238,7 +335,9 @@ class UpdateLogReader(abc.ABC):
 
 
 class ManifestReader(UpdateLogReader):
-    """A log read through its manifest (library use: DirectoryLogStore, tests, benchmarks)."""
+    """A log read through its manifest (library use: DirectoryLogStore, tests, benchmarks). What
+    leaves the log is marked in memory, as the service's index marks it: :meth:`consume` after
+    subtracting, :meth:`purge` after an erasure by a method that does not subtract."""
 
     def __init__(self, manifest: UpdateLogManifest, source: ChunkSource):
         super().__init__(manifest.config, manifest.param_shapes, len(manifest.entries), manifest.storage_ratio)
@@ -246,17 +345,52 @@ class ManifestReader(UpdateLogReader):
         self.source = source
         self._by_step = {e.step: e for e in manifest.entries}
         self._chunks = {(c.kind, c.index): c for c in manifest.chunks}
+        self._epochs = max((e.epoch for e in manifest.entries), default=-1) + 1
         self.consumed: set[int] = set()
+        self.purged: set[int] = set()
+        self.erased: set[str] = set()  # samples erased earlier: their own rows are gone
 
     def consume(self, steps: Sequence[int]) -> None:
         """Mark steps as subtracted: later lookups skip them (what the service's index does)."""
         self.consumed.update(steps)
 
+    def purge(self, erased_ids: Sequence[str]) -> list[int]:
+        """What the service's purge does after an erasure: the live steps that held an erased sample
+        leave the log as purged, and the erased samples' own rows go. Returns the steps purged."""
+        steps = self.steps_containing(erased_ids)
+        self.purged.update(steps)
+        self.erased.update(erased_ids)
+        return steps
+
+    def _state(self, step: int) -> str:
+        return SUBTRACTED if step in self.consumed else PURGED if step in self.purged else LIVE
+
     def steps_containing(self, sample_ids: Sequence[str]) -> list[int]:
-        wanted = set(sample_ids)
+        wanted = set(sample_ids) - self.erased
         return sorted(
-            e.step for e in self.manifest.entries if e.step not in self.consumed and wanted.intersection(e.sample_ids)
+            e.step for e in self.manifest.entries if self._state(e.step) == LIVE and wanted.intersection(e.sample_ids)
         )
+
+    @property
+    def epochs(self) -> int:
+        return self._epochs
+
+    def step_states(
+        self, sample_ids: Sequence[str], epoch: int | None = None
+    ) -> tuple[dict[str, Counter[str]], dict[int, str]]:
+        wanted = set(sample_ids) - self.erased
+        per_sample: dict[str, Counter[str]] = {}
+        steps: dict[int, str] = {}
+        for e in self.manifest.entries:
+            if epoch is not None and e.epoch != epoch:
+                continue
+            for sid in wanted.intersection(e.sample_ids):
+                state = steps[e.step] = self._state(e.step)
+                per_sample.setdefault(sid, Counter())[state] += 1
+        return per_sample, steps
+
+    def erased_samples(self, sample_ids: Sequence[str]) -> set[str]:
+        return self.erased.intersection(sample_ids)
 
     def step_info(self, steps: Sequence[int]) -> dict[int, StepInfo]:
         return {

@@ -1,6 +1,10 @@
 """What a train job and an unlearn job do between claim and finish: build the inputs, run the engine,
-measure. The orchestration around them (claim, verifying, the final transaction) is in execute.py.
-These are the classifier bodies; a language model's are in lm_bodies.py (:func:`bodies_for` picks)."""
+measure. The orchestration around them (claim, verifying, the final transaction) is in execute.py,
+an unlearn job's attempts and their verification in attempts.py. These are the classifier bodies; a
+language model's are in lm_bodies.py (:func:`bodies_for` picks).
+
+Held-out rows have two roles (workers/engine/holdout.py): methods get only the calibration rows
+(``UnlearningTask.holdout``); reported test figures and the gate read only the evaluation rows."""
 
 from __future__ import annotations
 
@@ -16,13 +20,15 @@ from torch import nn
 from app.jobs.tables import Job
 from app.settings import get_settings
 from workers.engine.device import peak_memory_bytes, standard_layout
-from workers.engine.methods import MethodParams, UnlearningMethod, UnlearningTask, get_method
+from workers.engine.methods import UnlearningTask
 from workers.engine.metrics import accuracies, verification
 from workers.engine.recorder import UpdateRecorder
 from workers.engine.runtime import Progress
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import seed_everything, steps_per_epoch, train
 from workers.engine.update_log import UpdateLogManifest
+from workers.engine.verification.gate import GateData
+from workers.runner.attempts import Hooks, VerificationFailed, job_plan, job_policy, run_attempts
 from workers.runner.inputs import JobInputs
 from workers.runner.update_logs import ArtifactChunkSink, DbUpdateLogReader
 
@@ -36,7 +42,7 @@ class Result:
 
 
 def train_body(
-    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, verifying: Callable[[], None]
+    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, hooks: Hooks
 ) -> Result:
     ds, recipe = inputs.dataset, inputs.recipe
     train_rows = ds.rows("train", exclude=inputs.erased_rows)
@@ -52,8 +58,8 @@ def train_body(
     model = train(model, data, recipe, progress=progress, phase="train", observer=recorder)
     manifest = recorder.finish() if recorder else None
     wall = time.perf_counter() - started
-    verifying()
-    test = inputs.tensors(ds.rows("test"), device)
+    hooks.verifying()
+    test = inputs.tensors(ds.held_out("evaluation"), device)  # the rows every unlearn job reports on
     with standard_layout(model):
         metrics = accuracies(model, {"train": data, "test": test})
     metrics.update(cost(progress, wall, device), counts={"train": len(data), "test": len(test)})
@@ -63,68 +69,112 @@ def train_body(
 
 
 def unlearn_body(
-    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, verifying: Callable[[], None]
+    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, hooks: Hooks
 ) -> Result:
     ds = inputs.dataset
-    method = get_method(job.method)
-    params = method.parse_params(job.params)
     class_scope = inputs.scope_type == "class_labels"
     train_rows = ds.rows("train", exclude=inputs.erased_rows)
     forget_rows = ds.rows("train", labels=inputs.scope_values) if class_scope else ds.indices_of(inputs.scope_values)
     retain_rows = np.setdiff1d(train_rows, forget_rows)
     kept_classes = np.unique(ds.y[retain_rows])
+    forget_classes = np.unique(ds.y[forget_rows])
     sets = {
         "forget": inputs.tensors(forget_rows, device, with_ids=True),
         "retain": inputs.tensors(retain_rows, device),
-        "test": inputs.tensors(ds.rows("test", labels=kept_classes), device),
+        "test": inputs.tensors(ds.held_out("evaluation", labels=kept_classes), device),
     }
     if class_scope:
-        sets["forget_class_test"] = inputs.tensors(ds.rows("test", labels=inputs.scope_values), device)
+        sets["forget_class_test"] = inputs.tensors(ds.held_out("evaluation", labels=inputs.scope_values), device)
     eval_sets = {**sets, "retain": sample_rows(sets["retain"], get_settings().eval_retain_max_rows)}
-    unseen = inputs.tensors(ds.rows("test", labels=np.unique(ds.y[forget_rows])), device)
-
-    source = inputs.load_source_model(device)
-
-    def measure(model: nn.Module) -> dict[str, Any]:
-        return _verification(model, eval_sets, unseen)
-
-    task = UnlearningTask(
-        model=source,
-        build_model=lambda: inputs.build_model(device),
-        recipe=inputs.recipe,
+    unseen = inputs.tensors(ds.held_out("evaluation", labels=forget_classes), device)
+    calibration = inputs.tensors(ds.held_out("calibration"), device)
+    data = GateData(
         forget=sets["forget"],
-        retain=sets["retain"],
+        evaluation=inputs.tensors(ds.held_out("evaluation"), device),
         scope=inputs.scope_type,
-        num_classes=inputs.num_classes,
-        device=device,
-        progress=progress,
         forget_classes=tuple(int(c) for c in inputs.scope_values) if class_scope else (),
-        holdout=inputs.tensors(ds.rows("test"), device),
-        update_log=DbUpdateLogReader(inputs.update_log_id) if inputs.update_log_id else None,
     )
-    return run_and_measure(method, params, task, measure, eval_sets, started, verifying)
+    log = DbUpdateLogReader(inputs.update_log_id) if inputs.update_log_id else None
+
+    def new_task(model: nn.Module) -> UnlearningTask:
+        return UnlearningTask(
+            model=model,
+            build_model=lambda: inputs.build_model(device),
+            recipe=inputs.recipe,
+            forget=sets["forget"],
+            retain=sets["retain"],
+            scope=inputs.scope_type,
+            num_classes=inputs.num_classes,
+            device=device,
+            progress=progress,
+            forget_classes=data.forget_classes,
+            holdout=calibration,  # the only held-out rows a method may read
+            update_log=log,
+        )
+
+    return verified_result(
+        job,
+        inputs,
+        new_task,
+        lambda model: _verification(model, eval_sets, unseen),
+        data,
+        eval_sets,
+        hooks,
+        started,
+        device,
+        reference_rows=len(unseen),
+        roles={"calibration": len(calibration), "evaluation": len(data.evaluation)},
+    )
 
 
-def run_and_measure(
-    method: UnlearningMethod,
-    params: MethodParams,
-    task: UnlearningTask,
+def verified_result(
+    job: Job,
+    inputs: JobInputs,
+    new_task: Callable[[nn.Module], UnlearningTask],
     measure: Callable[[nn.Module], dict[str, Any]],
+    data: GateData,
     eval_sets: dict[str, LabelledTensors],
+    hooks: Hooks,
     started: float,
-    verifying: Callable[[], None],
+    device: torch.device,
+    *,
+    reference_rows: int,
+    roles: dict[str, int],
 ) -> Result:
-    """Measure the source model (``before``), run the method, measure its model the same way."""
-    before = measure(task.model)
-    progress = task.progress
-    progress.total_steps = method.planned_steps(task, params)
-    model = method.run(task, params).eval()
-    wall = time.perf_counter() - started
-    verifying()
-    metrics = measure(model)
-    metrics.update(before=before, counts={k: len(v) for k, v in eval_sets.items()}, **task.extra_metrics)
-    metrics.update(cost(progress, wall, task.device))
-    return Result(model, metrics, consumed_steps=task.consumed_log_steps)
+    """Plan the attempts and run them from the source model; counts and cost join the metrics of
+    the kept model, or of the failure that :class:`VerificationFailed` carries."""
+    policy = job_policy(job)
+    steps, notes = job_plan(
+        job,
+        scope=data.scope,
+        kind=data.kind,
+        log_id=inputs.update_log_id,
+        forget_rows=len(data.forget),
+        reference_rows=reference_rows,
+        policy=policy,
+        data_gone=inputs.scope_erased_from_file,
+    )
+    source = inputs.load_source_model(device)
+    progress = new_task(source).progress
+    extra = {"counts": {k: len(v) for k, v in eval_sets.items()}}
+    try:
+        kept = run_attempts(
+            job,
+            steps,
+            notes,
+            source=source,
+            new_task=new_task,
+            measure=measure,
+            data=data,
+            policy=policy,
+            hooks=hooks,
+            roles=roles,
+        )
+    except VerificationFailed as failure:
+        failure.metrics.update(extra, **cost(progress, time.perf_counter() - started, device))
+        raise
+    kept.metrics.update(extra, **cost(progress, time.perf_counter() - started, device))
+    return Result(kept.model, kept.metrics, consumed_steps=kept.consumed_steps)
 
 
 def _verification(model: nn.Module, sets: dict[str, LabelledTensors], unseen: LabelledTensors) -> dict[str, Any]:

@@ -18,15 +18,18 @@ from app.jobs import completion
 from app.jobs import repository as jobs_repo
 from app.jobs import service as jobs
 from app.jobs.service import Claim, job_problem
-from app.jobs.states import CANCELLING, VERIFYING
+from app.jobs.states import CANCELLING, RUNNING, VERIFYING
 from app.jobs.tables import Job
 from app.queue import enqueue_job
 from app.settings import get_settings
 from app.storage import ArtifactIntegrityError, ArtifactMissingError, get_artifact_store
 from workers.engine import checkpoints
 from workers.engine.device import pick_device, reset_peak_memory
+from workers.engine.methods import MethodNotApplicable
+from workers.engine.methods.base import IncompleteUpdateLog
 from workers.engine.runtime import Cancelled, Progress, TrainingDiverged
-from workers.housekeeping import purge_retired_versions, purge_update_logs
+from workers.housekeeping import erase_from_dataset_files, purge_retired_versions, purge_update_logs
+from workers.runner.attempts import VerificationFailed
 from workers.runner.bodies import bodies_for
 from workers.runner.db_retry import with_db_retry
 from workers.runner.inputs import load_inputs
@@ -78,7 +81,7 @@ def _run_claimed(job: Job, actor: str) -> None:
         started = time.perf_counter()
         train_body, unlearn_body = bodies_for(inputs.kind)
         body = train_body if job.kind == "train" else unlearn_body
-        result = body(job, inputs, device, progress, started, lambda: _enter_verifying(job, reporter, actor))
+        result = body(job, inputs, device, progress, started, _JobHooks(job, reporter, actor))
         artifact = get_artifact_store().put_bytes(
             checkpoints.to_bytes(result.model, {"model_id": inputs.model_id, "job_id": str(job.id)}),
             kind="checkpoints",
@@ -103,8 +106,25 @@ def _run_claimed(job: Job, actor: str) -> None:
         if job.kind == "unlearn":  # no residual copies: earlier versions' files, update-log records
             purge_retired_versions(actor)
             purge_update_logs(actor, job_id=job.id)
+            erase_from_dataset_files(actor)  # the tombstoned rows leave the stored dataset file
     except LostOwnership as exc:
         log.warning("job %s: %s; stopping without writing", job.id, exc)
+    except VerificationFailed as failure:
+        log.info("job %s: %s", job.id, failure)
+        problem = job_problem(
+            "Verification failed",
+            f"{failure}; no version was made and the model's head version is unchanged",
+            slug="verification-failed",
+            status=409,
+            failed_tests=failure.failed_tests,
+        )
+        measured, method = failure.metrics, failure.method
+        _finish(
+            job,
+            lambda db, current: jobs.fail_verification(
+                db, current, problem, method=method, metrics=measured, actor=actor
+            ),
+        )
     except Cancelled:
         _finish(job, lambda db, current: jobs.finish_cancelled(db, current, actor=actor, steps_done=progress.step))
         log.info("job %s cancelled after %d steps", job.id, progress.step)
@@ -133,6 +153,31 @@ def _finish(job: Job, end: Callable) -> None:
             commit(db)
 
     with_db_retry(write, f"job {job.id} end")
+
+
+class _JobHooks:
+    """What an unlearn job's attempts (workers/runner/attempts.py) tell the database."""
+
+    def __init__(self, job: Job, reporter: JobReporter, actor: str):
+        self.job, self.reporter, self.actor = job, reporter, actor
+
+    def verifying(self) -> None:
+        _enter_verifying(self.job, self.reporter, self.actor)
+
+    def escalating(self, attempt: dict[str, Any], next_method: str) -> None:
+        job, actor = self.job, self.actor
+        self.reporter.flush(phase="escalate")
+
+        def write() -> bool:
+            with session_scope() as db:
+                moved = jobs.escalate(db, _owned(db, job), attempt=attempt, next_method=next_method, actor=actor)
+                commit(db)
+            return moved
+
+        if not with_db_retry(write, f"job {job.id} escalation"):
+            raise LostOwnership(f"job {job.id} could not go back to RUNNING")
+        self.reporter.state = RUNNING
+        log.info("job %s: %s did not pass; escalating to %s", job.id, attempt["method"], next_method)
 
 
 def _enter_verifying(job: Job, reporter: JobReporter, actor: str) -> None:
@@ -166,6 +211,10 @@ def _problem_for(exc: Exception) -> dict[str, Any]:
             slug="artifact-store-write-failed",
             status=507,
         )
+    if isinstance(exc, IncompleteUpdateLog):  # before MethodNotApplicable (its base); counts, never IDs
+        return job_problem("Update log incomplete", str(exc), slug="update-log-incomplete", status=409, **exc.counts())
+    if isinstance(exc, MethodNotApplicable):  # checked at submit; a log retired meanwhile, or missing steps
+        return job_problem("Method not applicable", str(exc), slug="method-not-applicable", status=409)
     if isinstance(exc, TrainingDiverged):
         return job_problem("Training diverged", f"{exc}; try a smaller learning rate", status=422)
     # The message may echo data (a KeyError names a key): keep only the exception's type.

@@ -10,14 +10,13 @@ accuracies:
   the cost fields and ``update_log`` as for a classifier;
 - unlearn job: ``workers.engine.lm_eval.lm_verification`` of the sets ``forget`` (the scope's
   documents), ``retain`` (other training documents, sampled to UNLEARND_EVAL_RETAIN_MAX_ROWS
-  blocks) and ``test`` (held-out documents), after the method and under ``before``.
+  blocks) and ``test`` (held-out evaluation documents), after the method and under ``before``;
+  methods read only the held-out calibration documents (``holdout``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,18 +25,20 @@ from torch import nn
 from app.jobs.tables import Job
 from app.settings import get_settings
 from workers.engine.lm_eval import lm_verification, set_perplexity
-from workers.engine.methods import UnlearningTask, get_method
+from workers.engine.methods import UnlearningTask
 from workers.engine.objectives import CAUSAL_LM
 from workers.engine.recorder import UpdateRecorder
 from workers.engine.runtime import Progress
 from workers.engine.training import seed_everything, steps_per_epoch, train
-from workers.runner.bodies import Result, cost, run_and_measure, sample_rows, update_log_metrics
+from workers.engine.verification.gate import GateData
+from workers.runner.attempts import Hooks
+from workers.runner.bodies import Result, cost, sample_rows, update_log_metrics, verified_result
 from workers.runner.inputs import JobInputs
 from workers.runner.update_logs import ArtifactChunkSink, DbUpdateLogReader
 
 
 def train_body(
-    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, verifying: Callable[[], None]
+    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, hooks: Hooks
 ) -> Result:
     blocks, recipe = inputs.blocks, inputs.recipe
     data = inputs.tensors(blocks.rows("train", exclude_ids=inputs.erased_ids), device, with_ids=True)
@@ -55,8 +56,8 @@ def train_body(
     )
     manifest = recorder.finish() if recorder else None
     wall = time.perf_counter() - started
-    verifying()
-    test = inputs.tensors(blocks.rows("test"), device, with_ids=True)
+    hooks.verifying()
+    test = inputs.tensors(blocks.held_out("evaluation"), device, with_ids=True)
     metrics = {"train_perplexity": set_perplexity(model, data), "test_perplexity": set_perplexity(model, test)}
     metrics.update(
         cost(progress, wall, device),
@@ -73,37 +74,54 @@ def train_body(
 
 
 def unlearn_body(
-    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, verifying: Callable[[], None]
+    job: Job, inputs: JobInputs, device: torch.device, progress: Progress, started: float, hooks: Hooks
 ) -> Result:
     blocks = inputs.blocks
-    method = get_method(job.method)
-    params = method.parse_params(job.params)
     train_rows = blocks.rows("train", exclude_ids=inputs.erased_ids)
     forget_rows = blocks.rows_of(inputs.scope_values)  # scope: document IDs (validated as training ones)
     sets = {
         "forget": inputs.tensors(forget_rows, device, with_ids=True),
         "retain": inputs.tensors(np.setdiff1d(train_rows, forget_rows), device, with_ids=True),
-        "test": inputs.tensors(blocks.rows("test"), device, with_ids=True),
+        "test": inputs.tensors(blocks.held_out("evaluation"), device, with_ids=True),
     }
     eval_sets = {**sets, "retain": sample_rows(sets["retain"], get_settings().eval_retain_max_rows)}
-
-    def measure(model: nn.Module) -> dict[str, Any]:
-        return lm_verification(model, eval_sets, forget_key="forget", holdout_key="test")
-
-    source = inputs.load_source_model(device)
-    task = UnlearningTask(
-        model=source,
-        build_model=lambda: inputs.build_model(device),
-        recipe=inputs.recipe,
+    calibration = inputs.tensors(blocks.held_out("calibration"), device, with_ids=True)
+    data = GateData(
         forget=sets["forget"],
-        retain=sets["retain"],
+        evaluation=sets["test"],
         scope="sample_ids",
-        num_classes=inputs.num_classes,
-        device=device,
-        progress=progress,
-        holdout=sets["test"],
-        update_log=DbUpdateLogReader(inputs.update_log_id) if inputs.update_log_id else None,
+        retain_sample=eval_sets["retain"],
         kind="language_model",
-        objective=CAUSAL_LM,
     )
-    return run_and_measure(method, params, task, measure, eval_sets, started, verifying)
+    log = DbUpdateLogReader(inputs.update_log_id) if inputs.update_log_id else None
+
+    def new_task(model: nn.Module) -> UnlearningTask:
+        return UnlearningTask(
+            model=model,
+            build_model=lambda: inputs.build_model(device),
+            recipe=inputs.recipe,
+            forget=sets["forget"],
+            retain=sets["retain"],
+            scope="sample_ids",
+            num_classes=inputs.num_classes,
+            device=device,
+            progress=progress,
+            holdout=calibration,  # the only held-out documents a method may read
+            update_log=log,
+            kind="language_model",
+            objective=CAUSAL_LM,
+        )
+
+    return verified_result(
+        job,
+        inputs,
+        new_task,
+        lambda model: lm_verification(model, eval_sets, forget_key="forget", holdout_key="test"),
+        data,
+        eval_sets,
+        hooks,
+        started,
+        device,
+        reference_rows=len(sets["test"]),
+        roles={"calibration": len(set(calibration.ids)), "evaluation": len(set(sets["test"].ids))},
+    )

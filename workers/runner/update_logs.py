@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from app.db import session_scope
@@ -22,7 +22,8 @@ class ArtifactChunkSink:
 
 class DbUpdateLogReader(UpdateLogReader):
     """A model's log as the service keeps it: "which steps held these samples" is one indexed query on
-    the inverted index; chunks are read from the artifact store and verified against their sha256."""
+    the inverted index (live steps only; the completeness check reads every state); chunks are read
+    from the artifact store and verified against their sha256."""
 
     def __init__(self, log_id: uuid.UUID):
         with session_scope() as db:
@@ -37,7 +38,28 @@ class DbUpdateLogReader(UpdateLogReader):
                 log.steps_recorded,
                 log.stored_bytes / log.dense_bytes if log.dense_bytes else 0.0,
             )
+            self._epochs = repository.recorded_epochs(db, log_id)
         self.log_id = log_id
+
+    @property
+    def epochs(self) -> int:
+        return self._epochs
+
+    def step_states(
+        self, sample_ids: Sequence[str], epoch: int | None = None
+    ) -> tuple[dict[str, Counter[str]], dict[int, str]]:
+        with session_scope() as db:
+            rows, steps = repository.step_states(db, self.log_id, list(sample_ids), epoch)
+        per_sample: dict[str, Counter[str]] = defaultdict(Counter)
+        for sample_id, state, n in rows:
+            per_sample[sample_id][state] += n
+        return dict(per_sample), dict(steps)
+
+    def erased_samples(self, sample_ids: Sequence[str]) -> set[str]:
+        if not sample_ids:
+            return set()
+        with session_scope() as db:
+            return repository.erased_samples(db, self.log_id, list(sample_ids))
 
     def steps_containing(self, sample_ids: Sequence[str]) -> list[int]:
         with session_scope() as db:

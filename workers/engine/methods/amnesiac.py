@@ -1,5 +1,8 @@
 """amnesiac (Graves, Nagisetty, Ganesh, AAAI 2021): subtract the recorded updates of every training
-step whose batch held a sample of the forget set; optionally repair with a brief fine-tune."""
+step whose batch held a sample of the forget set; optionally repair with a brief fine-tune. When the
+log no longer holds all of those steps (an earlier erasure purged some without subtracting them, or
+they were never recorded) it refuses (``IncompleteUpdateLog``, see ``log_checks``): subtracting the
+rest would leave part of the forget set's influence in the model."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pydantic import Field
 
 from workers.engine.amnesia import subtract_steps
 from workers.engine.methods.base import MethodParams, UnlearningMethod, UnlearningTask
+from workers.engine.methods.log_checks import require_complete_steps
 from workers.engine.training import seed_everything, steps_per_epoch, train
 
 REPAIR_THRESHOLD = 0.01  # the paper: with <= 1% of batches removed, accuracy holds without repair
@@ -39,6 +43,7 @@ def repair_epochs(params: AmnesiacParams, removed: int, recorded: int) -> int:
 def run_subtraction(task: UnlearningTask, params: AmnesiacParams, prune_top_p: float | None) -> Any:
     """Shared by amnesiac and partial_amnesiac: subtract, repair if asked, report what was read."""
     log = task.update_log
+    coverage = require_complete_steps(task)  # before anything changes: a refusal leaves the model as it was
     steps = _steps_to_remove(task)
     epochs = repair_epochs(params, len(steps), log.recorded_steps)
     task.progress.total_steps = len(steps) + epochs * steps_per_epoch(len(task.retain), task.recipe.batch_size)
@@ -61,6 +66,9 @@ def run_subtraction(task: UnlearningTask, params: AmnesiacParams, prune_top_p: f
     task.extra_metrics.update(
         update_log_mode=log.config.mode if prune_top_p is None else f"{log.config.mode}, pruned on read",
         update_log_steps_removed=len(steps),
+        # complete: what was not removed now had been subtracted before, or its sample erased before
+        update_log_steps_subtracted_before=coverage.steps_subtracted,
+        update_log_samples_erased_before=coverage.samples_erased,
         update_log_steps_recorded=log.recorded_steps,
         update_log_entries_subtracted=entries,
         update_log_bytes_read=log.bytes_read,

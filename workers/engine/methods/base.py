@@ -25,7 +25,7 @@ from workers.engine.objectives import Objective, objective_for
 from workers.engine.recipe import TrainingRecipe
 from workers.engine.runtime import Progress
 from workers.engine.tensors import LabelledTensors
-from workers.engine.update_log import UpdateLogReader
+from workers.engine.update_log import LogCoverage, UpdateLogReader
 
 Scope = Literal["sample_ids", "class_labels"]
 Kind = Literal["classifier", "language_model"]
@@ -49,7 +49,9 @@ class UnlearningTask:
     device: torch.device
     progress: Progress = field(default_factory=Progress)
     forget_classes: tuple[int, ...] = ()
-    holdout: LabelledTensors | None = None  # unseen data (the test split): calibrates stopping
+    # unseen data that calibrates stopping: the held-out rows' calibration part, never the evaluation
+    # part the service verifies with (workers/engine/holdout.py)
+    holdout: LabelledTensors | None = None
     update_log: UpdateLogReader | None = None  # recorded training updates, for methods that need them
     extra_metrics: dict[str, Any] = field(default_factory=dict)  # what the method wants reported
     consumed_log_steps: list[int] = field(default_factory=list)  # logged steps the method subtracted
@@ -81,6 +83,67 @@ LANGUAGE_MODEL_METHODS = ("gradient_ascent", "finetune", "amnesiac", "partial_am
 
 class MethodNotApplicable(ValueError):
     """The method cannot serve this scope or model; the message says why and what would."""
+
+
+class IncompleteUpdateLog(MethodNotApplicable):
+    """The update log no longer accounts for every recorded step (or first-epoch gradient) of the
+    forget set: subtracting or averaging what is left would leave the rest of its influence in the
+    model while the job says it forgot. Counts only: no sample IDs (the message reaches logs)."""
+
+    def __init__(self, coverage: LogCoverage, *, gradients: bool = False):
+        self.gradients = gradients  # first-epoch gradients (gradient_ascent), else steps (amnesiac)
+        self.samples_checked = coverage.samples
+        self.samples_missing = coverage.samples_missing
+        self.steps_missing = coverage.steps_missing
+        self.steps_purged, self.samples_purged = coverage.steps_purged, coverage.samples_purged
+        self.steps_unrecorded, self.samples_unrecorded = coverage.steps_unrecorded, coverage.samples_unrecorded
+        # a first-epoch gradient also leaves with the step an earlier amnesiac erasure subtracted
+        self.steps_subtracted = coverage.steps_subtracted if gradients else 0
+        self.samples_subtracted = coverage.samples_subtracted if gradients else 0
+        if gradients:
+            self.samples_missing = coverage.samples_not_live
+            self.steps_missing += self.steps_subtracted
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        why = [
+            f"{self.steps_purged} purged by an earlier erasure that did not subtract them "
+            f"({self.samples_purged} samples)",
+            f"{self.steps_unrecorded} never recorded ({self.samples_unrecorded} samples)",
+        ]
+        if self.gradients:
+            why.append(
+                f"{self.steps_subtracted} removed with steps an earlier amnesiac erasure subtracted "
+                f"({self.samples_subtracted} samples)"
+            )
+            return (
+                f"the update log's first-epoch gradients are incomplete for {self.samples_missing} of "
+                f"{self.samples_checked} forget samples: {self.steps_missing} recorded steps are missing "
+                f"({'; '.join(why)}); a mean without them would count those samples as zero. Use "
+                "gradients=current, or retrain (exact)"
+            )
+        return (
+            f"the update log is incomplete for {self.samples_missing} of {self.samples_checked} forget samples: "
+            f"{self.steps_missing} of their training steps are missing ({'; '.join(why)}); subtracting the "
+            "rest would leave their influence in those steps in the model. Use retrain (exact), or a method "
+            "that does not need the log"
+        )
+
+    def counts(self) -> dict[str, int | str]:
+        """The problem's extension fields."""
+        out: dict[str, int | str] = {
+            "missing": "first_epoch_gradients" if self.gradients else "steps",
+            "samples_checked": self.samples_checked,
+            "samples_missing": self.samples_missing,
+            "steps_missing": self.steps_missing,
+            "steps_purged": self.steps_purged,
+            "samples_purged": self.samples_purged,
+            "steps_never_recorded": self.steps_unrecorded,
+            "samples_never_recorded": self.samples_unrecorded,
+        }
+        if self.gradients:
+            out.update(steps_subtracted=self.steps_subtracted, samples_subtracted=self.samples_subtracted)
+        return out
 
 
 class UnlearningMethod(abc.ABC):

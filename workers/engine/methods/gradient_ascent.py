@@ -3,8 +3,11 @@ forget set, optionally holding a retain term, and stop by a calibrated criterion
 
 - ``gradients="current"``: ascend the forget-set cross-entropy at the current parameters.
 - ``gradients="first_epoch"`` (seed paper 002): ascend along each forget sample's gradient at the
-  state it was first seen in training, as recorded by the update recorder; where none was recorded
-  the current model's gradient at the start stands in (``gradient_source`` in the metrics says which).
+  state it was first seen in training, as recorded by the update recorder. Where the log records no
+  first-epoch gradients for the layers, the current model's gradient at the start stands in
+  (``gradient_source`` and ``gradient_source_reason`` in the metrics say which and why); where it
+  records them but no longer for every forget sample (an earlier erasure removed the step), the job
+  refuses (``IncompleteUpdateLog``) rather than count the missing ones as zeros.
 - ``layers`` restricts the update to named layers (e.g. the embedding); ``partial`` to the top-p
   entries per tensor.
 - Calibrated stopping: for sample scope, ascend until the forget-set loss reaches the loss the model
@@ -27,6 +30,7 @@ not apply.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -37,6 +41,7 @@ from workers.engine.architectures.gpt2 import EMBEDDING_LAYERS, resolve_layer_gr
 from workers.engine.evaluation import accuracy
 from workers.engine.methods.base import MethodNotApplicable, UnlearningMethod, UnlearningTask
 from workers.engine.methods.common import PartialParams, endless_batches, guard_for, penultimate_features
+from workers.engine.methods.log_checks import require_first_epoch_steps
 from workers.engine.metrics import mean_loss
 from workers.engine.parameters import DocumentId, LayerName, frozen_norm_statistics, select_parameters, summed_gradients
 from workers.engine.tensors import LabelledTensors
@@ -121,12 +126,14 @@ class GradientAscent(UnlearningMethod):
         forget, retain = _with_near_duplicates(task, params)
         recorded = _recorded_gradients(task, params)
         if recorded:  # ascend only where a first-epoch gradient was recorded
-            params = params.model_copy(update={"layers": sorted(recorded)})
+            params = params.model_copy(update={"layers": sorted(recorded.sums)})
         objective = task.objective
         guard = guard_for(task, params, forget, lambda out, y: objective.loss_from_output(out, y, reduction="sum"))
         direction = None
         if params.gradients == "first_epoch":
             direction = _first_epoch_direction(task, recorded, forget, guard.allowed)
+        else:
+            task.extra_metrics["gradient_source"] = "current_each_step"
         allowed = list(guard.allowed.values())
         lr = params.lr or (0.5 if params.gradients == "first_epoch" and not task.is_language_model else 0.01)
         stepper = Stepper(allowed, torch.optim.SGD(allowed, lr=lr), task.progress, guard)
@@ -199,24 +206,56 @@ def _with_near_duplicates(
     return forget, task.retain.subset((~near).nonzero()[:, 0].cpu())
 
 
-def _recorded_gradients(task: UnlearningTask, params: GradientAscentParams) -> dict[str, torch.Tensor] | None:
-    """Summed recorded first-epoch gradients of the forget samples, limited to ``params.layers``."""
-    if params.gradients != "first_epoch" or task.update_log is None:
+@dataclass
+class _Recorded:
+    sums: dict[str, torch.Tensor]  # summed recorded first-epoch gradients, per parameter
+    samples: int  # forget samples whose gradients were summed
+    rows: int  # their rows in the forget set (a language model's: blocks): what the mean is over
+
+
+def _recorded_gradients(task: UnlearningTask, params: GradientAscentParams) -> _Recorded | None:
+    """The forget samples' summed recorded first-epoch gradients, limited to ``params.layers``; None
+    when the log records none for these layers (the reason goes to the metrics). Raises
+    :class:`IncompleteUpdateLog` when it records them but not for every forget sample any more."""
+    if params.gradients != "first_epoch":
         return None
-    recorded = task.update_log.first_epoch_gradients(task.forget.ids or [])
-    if not recorded:
+    why, ids = _why_not_recorded(task, params), []
+    if why is None:
+        coverage = require_first_epoch_steps(task)
+        ids = [i for i in task.forget.ids or [] if i not in coverage.erased_ids]
+        why = "every forget sample was erased earlier: no recorded gradient is left" if not ids else None
+    if why is not None:
+        task.extra_metrics["gradient_source_reason"] = why
         return None
+    recorded = task.update_log.first_epoch_gradients(list(dict.fromkeys(ids))) or {}
     if params.layers is not None:
         keep = select_parameters(task.model, params.layers)
         recorded = {n: g for n, g in recorded.items() if n in keep}
-    return recorded or None
+    if not recorded:
+        task.extra_metrics["gradient_source_reason"] = "no recorded gradient of the chosen layers was found"
+        return None
+    return _Recorded(recorded, samples=len(set(ids)), rows=len(ids))
+
+
+def _why_not_recorded(task: UnlearningTask, params: GradientAscentParams) -> str | None:
+    """Why the log cannot give first-epoch gradients for the chosen layers; None if it can."""
+    if task.update_log is None:
+        return "the model has no update log"
+    logged = task.update_log.config.first_epoch_gradients
+    if not logged:
+        return "the update log records no first-epoch gradients"
+    if params.layers is not None and not set(select_parameters(task.model, logged)) & set(
+        select_parameters(task.model, params.layers)
+    ):
+        return f"the update log records first-epoch gradients of {', '.join(logged)} only, not of the chosen layers"
+    return None
 
 
 def _first_epoch_direction(
-    task: UnlearningTask, recorded: dict[str, torch.Tensor] | None, forget: LabelledTensors, allowed: dict
+    task: UnlearningTask, recorded: _Recorded | None, forget: LabelledTensors, allowed: dict
 ) -> dict[str, torch.Tensor]:
     """Mean per-sample gradient of the forget samples (per block for a language model): as recorded
-    in the first epoch, else current.
+    in the first epoch (the mean over the rows whose gradients were summed), else current.
 
     A language model's recorded direction is rescaled to the norm of the current forget gradient:
     first-epoch gradients were taken near initialisation, where the loss and its gradients are far
@@ -224,15 +263,15 @@ def _first_epoch_direction(
     gradient and a single one overshoots the calibrated stop. The recorded gradient says which way;
     the current one how far a step goes (the same learning rate then suits both sources)."""
     if recorded:
-        task.extra_metrics["gradient_source"] = "recorded_first_epoch"
-        direction = {name: (recorded[name] / len(task.forget)).to(task.device) for name in allowed}
+        task.extra_metrics.update(gradient_source="recorded_first_epoch", gradient_source_samples=recorded.samples)
+        direction = {name: (recorded.sums[name] / recorded.rows).to(task.device) for name in allowed}
         if task.is_language_model:
             current = _current_direction(task, forget, allowed)
             scale = _norm(current) / max(_norm(direction), 1e-12)
             task.extra_metrics["first_epoch_direction_scale"] = scale
             direction = {name: d * scale for name, d in direction.items()}
         return direction
-    task.extra_metrics["gradient_source"] = "current_model_at_start"
+    task.extra_metrics["gradient_source"] = "current_model_at_start"  # _recorded_gradients said why
     return _current_direction(task, forget, allowed)
 
 

@@ -1,0 +1,195 @@
+"""An unlearn job's attempts: run a method, verify its model, and either keep it or try the next.
+
+The plan is one method (explicit, ``on_verification_failure: fail`` or ``accept``), an explicit method
+followed by ``auto``'s plan (``escalate``), or ``auto``'s plan (workers/engine/verification/plan.py).
+Each attempt starts from the source model; a method that refuses (a missing update log, an
+incomplete one) or whose model fails verification hands over to the next. The first model that
+passes is kept (``verified``; ``exact`` for retrain, which is correct by construction and whose
+tests are reported, not required). When the last one fails: with ``accept`` its model is kept as
+``unverified``, otherwise :class:`VerificationFailed` carries the failed tests and every attempt's
+metrics, and no version is made.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from torch import nn
+
+from app.jobs.tables import Job
+from app.settings import get_settings
+from workers.engine.holdout import RULE
+from workers.engine.methods import MethodNotApplicable, UnlearningTask, get_method
+from workers.engine.verification import gate
+from workers.engine.verification.plan import AUTO, RETRAIN, LogFacts, Planned, escalation, plan
+from workers.engine.verification.policy import ON_FAILURE_DEFAULT, VerificationPolicy, effective
+from workers.runner.update_logs import DbUpdateLogReader
+
+EXACT = "retrain"
+
+
+class Hooks(Protocol):
+    def verifying(self) -> None:
+        """RUNNING -> VERIFYING (raises Cancelled if a cancel arrived)."""
+
+    def escalating(self, attempt: dict[str, Any], next_method: str) -> None:
+        """The attempt failed or refused: record it and go on with ``next_method`` (-> RUNNING)."""
+
+
+class VerificationFailed(Exception):
+    def __init__(self, detail: str, method: str, failed_tests: list[dict[str, Any]], metrics: dict[str, Any]):
+        super().__init__(detail)
+        self.method = method
+        self.failed_tests = failed_tests
+        self.metrics = metrics
+
+
+@dataclass
+class Verified:
+    model: nn.Module
+    metrics: dict[str, Any]
+    consumed_steps: list[int]
+
+
+def job_plan(
+    job: Job,
+    *,
+    scope: str,
+    kind: str,
+    log_id,
+    forget_rows: int,
+    reference_rows: int,
+    policy: VerificationPolicy,
+    data_gone: int = 0,
+) -> tuple[list[Planned], list[str]]:
+    """``data_gone``: samples to forget whose rows an earlier erasure removed from the stored dataset;
+    only retrain, which needs no forget data, can serve them."""
+
+    def auto() -> tuple[list[Planned], list[str]]:
+        if data_gone:
+            return [RETRAIN], [f"{data_gone} samples' data already left the stored dataset: retrain (exact) only"]
+        return plan(
+            scope=scope,
+            kind=kind,
+            log=_log_facts(log_id),
+            forget_rows=forget_rows,
+            reference_rows=reference_rows,
+            policy=policy,
+        )
+
+    if job.method == AUTO:
+        return auto()
+    explicit = Planned(job.method, job.params or {})
+    if on_failure(job) == "escalate":
+        steps, notes = auto()
+        return escalation(explicit, steps), notes
+    return [explicit], []
+
+
+def on_failure(job: Job) -> str:
+    return "escalate" if job.method == AUTO else (job.on_verification_failure or ON_FAILURE_DEFAULT)
+
+
+def job_policy(job: Job) -> VerificationPolicy:
+    return effective(get_settings().verification, job.verification)
+
+
+def _log_facts(log_id) -> LogFacts | None:
+    if log_id is None:
+        return None
+    config = DbUpdateLogReader(log_id).config
+    return LogFacts(mode=config.mode, first_epoch_gradients=bool(config.first_epoch_gradients))
+
+
+def run_attempts(
+    job: Job,
+    steps: list[Planned],
+    notes: list[str],
+    *,
+    source: nn.Module,
+    new_task: Callable[[nn.Module], UnlearningTask],
+    measure: Callable[[nn.Module], dict[str, Any]],
+    data: gate.GateData,
+    policy: VerificationPolicy,
+    hooks: Hooks,
+    roles: dict[str, int],
+) -> Verified:
+    before = measure(source)
+    baseline = gate.source_utility(source, data)
+    attempts: list[dict[str, Any]] = []
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        method = get_method(step.method)
+        task = new_task(copy.deepcopy(source))
+        started = time.perf_counter()
+        try:
+            params = method.parse_params(step.params)
+            method.check_applicable(task.scope, task.update_log is not None, task.kind)
+            task.progress.total_steps = task.progress.step + (method.planned_steps(task, params) or 0)
+            model = method.run(task, params).eval()
+        except MethodNotApplicable as exc:
+            attempts.append({**step.as_dict(), "outcome": "refused", "reason": str(exc)})
+            if last:
+                raise
+            hooks.escalating(_summary(attempts[-1]), steps[i + 1].method)
+            continue
+        wall = round(time.perf_counter() - started, 4)
+        hooks.verifying()
+        verdict = gate.verify(model, data, policy, source=baseline, recipe=task.recipe)
+        exact = step.method == EXACT
+        outcome = "exact" if exact else ("verified" if verdict["passed"] else "failed_verification")
+        attempts.append({**step.as_dict(), "outcome": outcome, "wall_time_s": wall, "tests": verdict["tests"]})
+        if verdict["passed"] or exact or (last and on_failure(job) == "accept"):
+            guarantee = "exact" if exact else ("verified" if verdict["passed"] else "unverified")
+            metrics = measure(model)
+            metrics.update(before=before, **task.extra_metrics)
+            metrics.update(
+                _evidence(step, guarantee, verdict, attempts, policy, job, notes, roles), method_used=step.method
+            )
+            return Verified(model, metrics, task.consumed_log_steps)
+        if not last:
+            hooks.escalating(_summary(attempts[-1]), steps[i + 1].method)
+            continue
+        failed = [_brief(t) for t in verdict["tests"] if t["passed"] is False]
+        metrics = {"before": before, **_evidence(step, None, verdict, attempts, policy, job, notes, roles)}
+        names = ", ".join(f"{t['name']} ({_said(t)})" for t in failed)
+        raise VerificationFailed(f"{step.method}'s model failed verification: {names}", step.method, failed, metrics)
+    raise AssertionError("an empty plan")  # plans always hold at least one method
+
+
+def _evidence(step, guarantee, verdict, attempts, policy, job, notes, roles) -> dict[str, Any]:
+    return {
+        "verification": {
+            "guarantee": guarantee,
+            "passed": verdict["passed"],
+            "method": step.method,
+            "tests": verdict["tests"],
+            "policy": policy.model_dump(),
+            "policy_change": job.verification,
+            "on_verification_failure": on_failure(job),
+        },
+        "attempts": [_summary(a) for a in attempts],
+        "plan_notes": notes,
+        "holdout_roles": {**roles, "rule": RULE},
+    }
+
+
+def _summary(attempt: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in attempt.items() if k != "tests"}
+    if "tests" in attempt:
+        out["failed_tests"] = [_brief(t) for t in attempt["tests"] if t["passed"] is False]
+    return out
+
+
+def _brief(test: dict[str, Any]) -> dict[str, Any]:
+    return {k: test.get(k) for k in ("name", "statistic", "threshold", "comparison", "note") if test.get(k) is not None}
+
+
+def _said(test: dict[str, Any]) -> str:
+    if test.get("statistic") is None:
+        return test.get("note", "not measurable")
+    return f"{test['statistic']} against {test['threshold']}"
