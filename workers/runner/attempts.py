@@ -71,7 +71,8 @@ def job_plan(
 
     def auto() -> tuple[list[Planned], list[str]]:
         if data_gone:
-            return [RETRAIN], [f"{data_gone} samples' data already left the stored dataset: retrain (exact) only"]
+            gone = f"the data of {data_gone} of the samples to forget already left the stored dataset"
+            return [RETRAIN], [f"{gone}: retrain (exact), which needs none, only"]
         return plan(
             scope=scope,
             kind=kind,

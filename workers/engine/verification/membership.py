@@ -59,22 +59,25 @@ def _cap(values: np.ndarray, labels: np.ndarray, limit: int, rng: np.random.Gene
     return values[rows], labels[rows]
 
 
-def _never_seen_draws(ref_labels: np.ndarray, forget_labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+def _never_seen_draws(
+    ref_labels: np.ndarray, forget_labels: np.ndarray, rng: np.random.Generator
+) -> tuple[list[np.ndarray], int]:
     """Masks over R: True for the rows of one never-seen set S (F's class counts, at most a quarter of
     each class's rows, so that the reference R \\ S keeps most of them), ``BASELINE_DRAWS`` times;
-    empty when S would be too small."""
+    empty when S would be too small. And the size of S."""
     classes, counts = np.unique(forget_labels, return_counts=True)
     by_class = {c: np.flatnonzero(ref_labels == c) for c in classes}
     take = {c: min(int(k), len(by_class[c]) // SET_ASIDE) for c, k in zip(classes, counts, strict=True)}
-    if sum(take.values()) < MIN_ROWS:
-        return []
+    size = sum(take.values())
+    if size < MIN_ROWS:
+        return [], size
     draws = []
     for _ in range(BASELINE_DRAWS):
         chosen = np.zeros(len(ref_labels), dtype=bool)
         for c in classes:
             chosen[rng.choice(by_class[c], take[c], replace=False)] = True
         draws.append(chosen)
-    return draws
+    return draws, size
 
 
 def membership_test(
@@ -103,8 +106,7 @@ def membership_test(
         "reference_rows": len(r),
         "confidence": confidence,
     }
-    draws = _never_seen_draws(r_labels, f_labels, rng) if len(r) else []
-    baseline_rows = int(draws[0].sum()) if draws else 0
+    draws, baseline_rows = _never_seen_draws(r_labels, f_labels, rng) if len(r) else ([], 0)
     if len(f) < MIN_ROWS or not draws:
         out["note"] = (
             f"too few rows to test: {len(f)} forget rows, never-seen sets of {baseline_rows} rows "
