@@ -24,10 +24,10 @@ from app.jobs.tables import Job
 from app.settings import get_settings
 from workers.engine.holdout import RULE
 from workers.engine.methods import MethodNotApplicable, UnlearningTask, get_method
+from workers.engine.update_log import UpdateLogReader
 from workers.engine.verification import gate
 from workers.engine.verification.plan import AUTO, RETRAIN, LogFacts, Planned, escalation, plan
 from workers.engine.verification.policy import ON_FAILURE_DEFAULT, VerificationPolicy, effective
-from workers.runner.update_logs import DbUpdateLogReader
 
 EXACT = "retrain"
 
@@ -60,7 +60,7 @@ def job_plan(
     *,
     scope: str,
     kind: str,
-    log_id,
+    log: UpdateLogReader | None,
     forget_rows: int,
     reference_rows: int,
     policy: VerificationPolicy,
@@ -76,7 +76,7 @@ def job_plan(
         return plan(
             scope=scope,
             kind=kind,
-            log=_log_facts(log_id),
+            log=_log_facts(log),
             forget_rows=forget_rows,
             reference_rows=reference_rows,
             policy=policy,
@@ -99,11 +99,10 @@ def job_policy(job: Job) -> VerificationPolicy:
     return effective(get_settings().verification, job.verification)
 
 
-def _log_facts(log_id) -> LogFacts | None:
-    if log_id is None:
+def _log_facts(log: UpdateLogReader | None) -> LogFacts | None:
+    if log is None:
         return None
-    config = DbUpdateLogReader(log_id).config
-    return LogFacts(mode=config.mode, first_epoch_gradients=bool(config.first_epoch_gradients))
+    return LogFacts(mode=log.config.mode, first_epoch_gradients=bool(log.config.first_epoch_gradients))
 
 
 def run_attempts(

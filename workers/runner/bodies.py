@@ -144,18 +144,19 @@ def verified_result(
     """Plan the attempts and run them from the source model; counts and cost join the metrics of
     the kept model, or of the failure that :class:`VerificationFailed` carries."""
     policy = job_policy(job)
+    source = inputs.load_source_model(device)
+    probe = new_task(source)  # what every attempt's task shares: the update log, the progress
     steps, notes = job_plan(
         job,
         scope=data.scope,
         kind=data.kind,
-        log_id=inputs.update_log_id,
+        log=probe.update_log,
         forget_rows=len(data.forget),
         reference_rows=reference_rows,
         policy=policy,
         data_gone=inputs.scope_erased_from_file,
     )
-    source = inputs.load_source_model(device)
-    progress = new_task(source).progress
+    progress = probe.progress
     extra = {"counts": {k: len(v) for k, v in eval_sets.items()}}
     try:
         kept = run_attempts(
