@@ -20,11 +20,15 @@ COPY workers ./workers
 COPY migrations ./migrations
 RUN pip install -e .
 
+# Mount points of the named volumes (artifacts, keys), owned by the app user: a new named volume
+# copies its directory's owner from the image, so without these the user could not write there.
 RUN useradd --uid 10001 --create-home unlearnd \
-    && mkdir -p /data/artifacts \
-    && chown unlearnd /data/artifacts
+    && mkdir -p /data/artifacts /data/keys \
+    && chown unlearnd:unlearnd /data/artifacts /data/keys \
+    && chmod 0700 /data/keys
 USER unlearnd
 
-ENV UNLEARND_ARTIFACT_DIR=/data/artifacts
+ENV UNLEARND_ARTIFACT_DIR=/data/artifacts \
+    UNLEARND_SIGNING_KEY_FILE=/data/keys/signing-key.pem
 EXPOSE 8000
 CMD ["unlearnd", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,5 +1,5 @@
 """``unlearnd <command>``: run the embedded service, the API alone, migrations, a reconcile pass,
-bootstrap an API key, or check a deletion certificate offline."""
+bootstrap an API key, or check a deletion certificate or an exported audit chain offline."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     cert = sub.add_parser("verify-certificate", help="check a deletion certificate's signature, offline")
     cert.add_argument("certificate", help="the JSON answer of GET /v1/forget-requests/{id}/certificate")
     cert.add_argument("--public-key", required=True, help="a PEM file, or the base64url key from GET /v1/keys")
+    chain = sub.add_parser("verify-audit-export", help="re-walk an exported audit chain and its signed heads, offline")
+    chain.add_argument("export", help="GET /v1/audit-events/export?format=jsonl (no filters but from_seq/to_seq)")
+    chain.add_argument("--public-key", required=True, help="a PEM file, or the base64url key from GET /v1/keys")
+    chain.add_argument(
+        "--head", action="append", default=[], help="a signed chain head saved earlier (JSON file); repeatable"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "embedded":
@@ -54,6 +60,13 @@ def main(argv: list[str] | None = None) -> None:
         result = verify_file(args.certificate, args.public_key)
         print(f"valid: {result.reason}" if result.ok else f"INVALID: {result.reason}")
         raise SystemExit(0 if result.ok else 1)
+    elif args.command == "verify-audit-export":
+        from app.audit.offline import verify_export_file
+
+        report = verify_export_file(args.export, args.public_key, args.head)
+        where = "" if report.first_broken_seq is None else f" at seq {report.first_broken_seq}"
+        print(f"valid: {report.reason}" if report.ok else f"INVALID{where}: {report.reason}")
+        raise SystemExit(0 if report.ok else 1)
 
 
 def _bootstrap_admin(tenant: str, name: str, force: bool) -> None:

@@ -19,12 +19,19 @@ RUN_JOB = "unlearnd.run_job"
 RECONCILE = "unlearnd.reconcile"
 
 
+def housekeeping_queue(job_queue: str) -> str:
+    """Where every task but a job goes (the reconciler, purges, sweeps): a queue of its own, so a
+    worker busy with a long job never holds them up; named after the job queue, as heartbeats are."""
+    return f"{job_queue}.housekeeping"
+
+
 def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
         task_default_queue=settings.queue_name,
+        task_routes=(_housekeeping_router(housekeeping_queue(settings.queue_name)),),
         task_ignore_result=True,  # Postgres is the only source of truth
         task_acks_late=True,  # a job whose worker dies is redelivered, not lost
         task_reject_on_worker_lost=True,
@@ -39,6 +46,13 @@ def configure(app: Celery, settings: Settings) -> None:
             "reconcile": {"task": RECONCILE, "schedule": float(settings.reconcile_interval_s)},
         },
     )
+
+
+def _housekeeping_router(queue: str):
+    def route(name: str, *_args, **_kwargs) -> dict[str, str] | None:
+        return None if name == RUN_JOB else {"queue": queue}
+
+    return route
 
 
 @lru_cache

@@ -46,9 +46,6 @@ class Settings(BaseSettings):
     # Each worker writes a heartbeat this often (and at once when its job changes); it lives 3x as
     # long. A running job whose worker's heartbeat is gone is taken back by the reconciler.
     worker_heartbeat_interval_s: float = Field(10.0, ge=1, le=300)
-    # The CPU priority of the worker's job process: normal, or opt-in low (nice 10) or idle
-    # (SCHED_IDLE) to yield to an API on the same host; never applied to a process serving the API.
-    worker_cpu_priority: Literal["normal", "low", "idle"] = "normal"
     # Celery's Redis visibility timeout: must exceed the longest job, or Redis redelivers it.
     broker_visibility_timeout_s: int = Field(6 * 3600, ge=60)
     # Reconciler: re-enqueue jobs QUEUED for longer than this; how often beat runs it.
@@ -67,17 +64,20 @@ class Settings(BaseSettings):
 
     # Requests
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # An .npz dataset's arrays together, decompressed: checked from the archive's headers before any
+    # array is decompressed (a 1 MB zip of zeros can hold gigabytes).
+    max_dataset_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     max_ids_per_request: int = Field(100_000, ge=1)
-    # Threads per API process for submits, polls and certificates (app/core/threadpool.py): few, so
-    # that on a busy host they are not all waiting for a CPU at once; other endpoints use anyio's 40.
-    api_hot_threads: int = Field(2, ge=1, le=64)
-    # Whether an API process chains the audit events of its own commits. Off by default: the
-    # workers chain whatever waits after their own commits (a submit's job is claimed moments
-    # later), every reader chains before it reads, and the reconciler does on its schedule; chaining
-    # in the API took CPU and the interpreter lock from its requests (app/audit/sequencer.py).
-    api_chains_audit: bool = False
+    # Threads per API process for its sync endpoints (anyio's default is 40): at 50 clients on 2 cores,
+    # POST p99 74 ms with 2, 258 ms with 40 (benchmarks/results/service-api-threads.md).
+    api_threads: int = Field(2, ge=1, le=256)
+    # Whether an API process chains the audit events of its own commits (about 0.2 s after). Off,
+    # they wait in the inbox, unprotected, until a worker's next commit or a reader; on costs the
+    # API some CPU under load (docs/decisions/audit-chain.md).
+    api_chains_audit: bool = True
     # Server directories the API may read registered files from (datasets by `server_path`, BPE
-    # tokenizer files), separated by os.pathsep (":" on Linux). Empty: server paths are refused.
+    # tokenizer files), separated by os.pathsep (":" on Linux); a tenant reads only under
+    # <root>/<tenant id>/ (app/core/server_paths.py). Empty: server paths are refused.
     dataset_roots: str = ""
     # Requests for a model that arrive while its queued job has not started join that job (one run
     # for all of them); at most this many requests per job. 0 turns coalescing off.

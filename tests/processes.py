@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ class Process:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop())
+        self.node_name = ""  # a worker's Celery node name, once it said it is ready
         self.proc = subprocess.Popen(
             args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -82,7 +84,9 @@ def start_api(env: dict[str, str], port: int, log_path: Path, workers: int = 1) 
     return api
 
 
-def start_worker(env: dict[str, str], name: str, log_path: Path) -> Process:
+def start_worker(env: dict[str, str], name: str, log_path: Path, queues: list[str] | None = None) -> Process:
+    """A worker of the job queue (``queues``: others instead); ``node_name`` is what it named itself
+    (``name`` plus a suffix of this start's own, workers/heartbeat.py)."""
     args = [
         sys.executable,
         "-m",
@@ -96,8 +100,17 @@ def start_worker(env: dict[str, str], name: str, log_path: Path) -> Process:
         "-n",
         f"{name}@%h",
         "-Q",
-        env["UNLEARND_QUEUE_NAME"],
+        ",".join(queues or [env["UNLEARND_QUEUE_NAME"]]),
     ]
     worker = Process("worker", args, env, log_path)
     worker.wait_for_log(" ready.", timeout=60)
+    worker.node_name = re.search(rf"({re.escape(name)}\S*@\S+) ready\.", worker.log_path.read_text()).group(1)
     return worker
+
+
+def start_housekeeping_worker(env: dict[str, str], log_path: Path) -> Process:
+    """What docker-compose's ``housekeeping`` service runs: the reconciler and purges that beat sends,
+    on a queue no job waits in."""
+    from app.queue import housekeeping_queue
+
+    return start_worker(env, "housekeeping", log_path, queues=[housekeeping_queue(env["UNLEARND_QUEUE_NAME"])])

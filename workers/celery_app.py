@@ -6,13 +6,13 @@ CUDA (forked children would inherit a broken CUDA context); the task bodies impo
 
 from __future__ import annotations
 
-from celery.signals import setup_logging, worker_process_init
+from celery.app.trace import setup_worker_optimizations
+from celery.signals import celeryd_init, setup_logging
 
 from app.observability.logs import configure_logging
 from app.queue import celery_app
 from app.settings import get_settings
-from workers.heartbeat import WorkerHeartbeat
-from workers.priority import lower_cpu_priority
+from workers.heartbeat import WorkerHeartbeat, unique_node_name
 
 app = celery_app()
 app.conf.include = ["workers.tasks"]
@@ -27,9 +27,9 @@ def _configure_logging(**_kwargs) -> None:
     configure_logging(get_settings())
 
 
-@worker_process_init.connect
-def _run_jobs_below_the_api(**_kwargs) -> None:
-    """The pool child that runs jobs yields CPU to the API if the operator asked for it
-    (workers/priority.py); the embedded mode's solo pool fires this in the API's own process, which
-    lower_cpu_priority leaves alone."""
-    lower_cpu_priority(get_settings().worker_cpu_priority)
+@celeryd_init.connect
+def _unique_node_name(instance, **_kwargs) -> None:
+    """Every start names itself anew, before anything uses the name (workers/heartbeat.py says why);
+    the pool's tasks read it from Celery's trace shortcuts, which were filled in just before."""
+    instance.hostname = unique_node_name(instance.hostname)
+    setup_worker_optimizations(instance.app, instance.hostname)

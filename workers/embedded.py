@@ -15,7 +15,7 @@ from app.db import commit, session_scope
 from app.db.migrate import upgrade_to_head
 from app.main import create_app
 from app.observability.logs import configure_logging
-from app.queue import celery_app
+from app.queue import celery_app, housekeeping_queue
 from app.settings import get_settings
 
 log = logging.getLogger("unlearnd.embedded")
@@ -24,9 +24,7 @@ DEMO_MODEL = "digits-cnn"
 
 def start_worker_thread() -> WorkController:
     import workers.celery_app  # noqa: F401  (registers the tasks)
-    from workers.priority import mark_serves_api
-
-    mark_serves_api()  # the solo pool's worker_process_init fires here, in the API's process
+    from workers.heartbeat import unique_node_name
 
     app = celery_app()
     app.finalize()
@@ -35,8 +33,10 @@ def start_worker_thread() -> WorkController:
         app=app,
         pool="solo",
         concurrency=1,
-        hostname="embedded@localhost",
-        queues=[get_settings().queue_name],
+        hostname=unique_node_name("embedded@localhost"),
+        # one process is the whole service: it takes housekeeping messages too (the reconciler
+        # itself runs on a thread of its own, below, not through the broker)
+        queues=[get_settings().queue_name, housekeeping_queue(get_settings().queue_name)],
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -30,6 +31,14 @@ POLL_S = 1.0  # how soon a new current job shows up (an in-memory look, no I/O)
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def unique_node_name(configured: str) -> str:
+    """The configured node name with a suffix of this start's own (``worker@host`` ->
+    ``worker.3fa2c1@host``): a worker restarted under its predecessor's name beat for it, so the
+    predecessor's job waited out its whole lease (118 s) instead of a heartbeat's lifetime (30 s)."""
+    name, at, host = configured.partition("@")
+    return f"{name}.{secrets.token_hex(3)}{at}{host}"
 
 
 def current_job() -> dict[str, Any] | None:
@@ -119,6 +128,8 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
             queues = sorted(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
         except Exception:
             queues = [get_settings().queue_name]
+        if get_settings().queue_name not in queues:
+            return  # a housekeeping-only worker runs no job: it is not a worker the reconciler counts
         self.beater = Beater(worker.hostname, queues, get_heartbeat_store(), get_settings().worker_heartbeat_interval_s)
         self.beater.start()
 

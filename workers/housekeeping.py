@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from app.audit import heads, sequencer
 from app.datasets import file_erasure
 from app.db import commit, session_scope
 from app.models import retention
@@ -128,3 +129,10 @@ def _delete_superseded_dataset_files(actor: str) -> int:
         "deleting replaced dataset files",
     )
     return deleted or 0
+
+
+def sign_chain_head() -> int | None:
+    """Sign the audit chain's head (app/audit/heads.py), so a later rewrite or truncation of the
+    events up to it is caught; the seq signed (None: empty chain, or it failed and the next pass retries)."""
+    sequencer.chain_pending(wait=True)
+    return _own_transaction(lambda db: getattr(heads.sign_head(db), "seq", None), "signing the audit chain's head")

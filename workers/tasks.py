@@ -33,6 +33,7 @@ def reconcile() -> dict[str, int]:
         erase_from_dataset_files,
         purge_retired_versions,
         purge_update_logs,
+        sign_chain_head,
         sweep_orphan_checkpoints,
     )
 
@@ -48,4 +49,5 @@ def reconcile() -> dict[str, int]:
         "update_log_purges": purge_update_logs("reconciler"),
         "dataset_files_rewritten": erase_from_dataset_files("reconciler"),
         "orphan_checkpoints_deleted": sweep_orphan_checkpoints(),
+        "chain_head_seq": sign_chain_head() or 0,
     }

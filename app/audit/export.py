@@ -1,10 +1,11 @@
 """Streaming export of the audit trail (JSON Lines or CSV) for auditors.
 
-Every column is exported, ``occurred_at`` exactly as the hash saw it, so the hashes can be re-checked
-from the file alone: ``hash == sha256(prev_hash + canonical_json(body))`` with the body of
-app.audit.service.chained_body. Rows are read in keyset batches by a session of the export's own
-(the request's session is gone by the time the body streams) and the walk stops at a seq fixed when
-it starts, so an export is a consistent slice of the chain while writers keep appending.
+A JSON Lines event is the hashed body verbatim (app.audit.hashchain.chained_body) plus ``prev_hash``
+and ``hash``, so ``hash == sha256(prev_hash + canonical JSON of the line without those two)``; the
+signed chain heads follow the events. CSV flattens the entity into two columns (README "Audit
+trail"). Rows are read in keyset batches by a session of the export's own (the request's session is
+gone by the time the body streams) and the walk stops at a seq fixed when it starts, so an export is
+a consistent slice of the chain while writers keep appending.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from app.audit import repository
-from app.audit.tables import EVENT_FIELDS, AuditEvent
+from app.audit import heads, repository
+from app.audit.hashchain import chained_body
+from app.audit.offline import HEAD_LINE_KEY
+from app.audit.tables import EVENT_FIELDS, AuditChainHead, AuditEvent
 from app.audit.verification import BATCH_SIZE, chain_end
 from app.core.hashing import canonical_json
 from app.db.session import new_read_session
@@ -32,7 +35,7 @@ def _opt(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def export_record(event: AuditEvent) -> dict[str, Any]:
+def csv_record(event: AuditEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
         "occurred_at": event.occurred_at.isoformat(),  # the exact string the hash covers
@@ -50,9 +53,17 @@ def export_record(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def jsonl_record(event: AuditEvent) -> dict[str, Any]:
+    return {**chained_body(event), "prev_hash": event.prev_hash, "hash": event.hash}
+
+
 def jsonl_chunk(events: list[AuditEvent]) -> str:
-    # canonical_json sorts keys at every level, so the payload object is already in canonical form
-    return "".join(canonical_json(export_record(e)) + "\n" for e in events)
+    # canonical_json sorts keys at every level: each line is already the canonical form
+    return "".join(canonical_json(jsonl_record(e)) + "\n" for e in events)
+
+
+def jsonl_heads(rows: list[AuditChainHead]) -> str:
+    return "".join(canonical_json({HEAD_LINE_KEY: heads.document(h)}) + "\n" for h in rows)
 
 
 def csv_chunk(rows: list[list[Any]]) -> str:
@@ -62,7 +73,7 @@ def csv_chunk(rows: list[list[Any]]) -> str:
 
 
 def csv_row(event: AuditEvent) -> list[Any]:
-    record = export_record(event)
+    record = csv_record(event)
     record["payload"] = canonical_json(record["payload"])  # a cell holds text: the canonical form
     return ["" if record[c] is None else record[c] for c in COLUMNS]
 
@@ -90,14 +101,19 @@ def stream_export(
     try:
         if fmt == "csv":
             yield csv_chunk([list(COLUMNS)])
+        # JSON Lines ends with the heads of the range, read before its end is fixed (none is past
+        # it); with no to_seq they include any past the chain's end: a deleted tail shows offline
+        signed = repository.heads(db, from_seq=from_seq or 1, to_seq=to_seq) if fmt == "jsonl" else []
         end = chain_end(db, to_seq)
         after = (from_seq or 1) - 1
         while end is not None and after < end:
             batch = repository.search(db, **filters, after_seq=after, up_to_seq=end, limit=batch_size)
             repository.end_read(db)  # no transaction (no SQLite write lock) held while the client reads
             if not batch:
-                return
+                break
             yield jsonl_chunk(batch) if fmt == "jsonl" else csv_chunk([csv_row(e) for e in batch])
             after = batch[-1].seq
+        if signed:
+            yield jsonl_heads(signed)
     finally:
         db.close()

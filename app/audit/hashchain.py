@@ -1,25 +1,28 @@
-"""The hash chain's arithmetic: what an event's hash covers (a verifier recomputes it from a row)."""
+"""The hash chain's arithmetic: the exact bytes an event's hash covers (README "Audit trail" spells
+them out, so an auditor can recompute every hash without this code). Pure: the offline verifier
+imports it without a database."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.audit.tables import AuditEvent
 from app.core.hashing import canonical_json, sha256_hex
+
+if TYPE_CHECKING:
+    from app.audit.tables import AuditEvent
 
 GENESIS_HASH = "0" * 64
 
 
-def _opt(value: uuid.UUID | None) -> str | None:
+def _opt(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
 def chained_body(event: AuditEvent) -> dict[str, Any]:
-    """The exact fields the hash covers (a verifier recomputes it from a row).
+    """The exact fields the hash covers; the JSON Lines export carries this object verbatim.
 
-    The tenant is covered from migration 0005 on; events written before it have none, and their
-    hash, computed without one, must still verify.
+    The tenant is covered from migration 0005 on; events written before it have none (the key is
+    absent, not null), and their hash, computed without one, must still verify.
     """
     body = {
         "seq": event.seq,
@@ -37,5 +40,11 @@ def chained_body(event: AuditEvent) -> dict[str, Any]:
     return body
 
 
+def body_hash(prev_hash: str, body: dict[str, Any]) -> str:
+    """sha256 hex of the UTF-8 bytes of ``prev_hash`` (64 hex characters) followed by the body's
+    canonical JSON (keys sorted at every level, no whitespace, non-ASCII kept as UTF-8)."""
+    return sha256_hex(prev_hash + canonical_json(body))
+
+
 def event_hash(prev_hash: str, event: AuditEvent) -> str:
-    return sha256_hex(prev_hash + canonical_json(chained_body(event)))
+    return body_hash(prev_hash, chained_body(event))

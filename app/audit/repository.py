@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, exists, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.audit.tables import AuditEvent, AuditInboxEvent
+from app.audit.tables import AuditChainHead, AuditEvent, AuditInboxEvent
 from app.core.tenancy import DEFAULT_TENANT
 
 # Any constant works: it names the one lock every chainer takes (see lock_chain).
@@ -154,3 +154,32 @@ def latest_event_of_job(
         .order_by(AuditEvent.seq.desc())
         .limit(1)
     )
+
+
+def add_head(db: Session, head: AuditChainHead) -> None:
+    db.add(head)
+    db.flush()
+
+
+def latest_head(db: Session) -> AuditChainHead | None:
+    return db.scalar(select(AuditChainHead).order_by(AuditChainHead.id.desc()).limit(1))
+
+
+def head_at_or_after(db: Session, seq: int) -> AuditChainHead | None:
+    """The earliest head that covers event ``seq``."""
+    q = select(AuditChainHead).where(AuditChainHead.seq >= seq).order_by(AuditChainHead.seq, AuditChainHead.id)
+    return db.scalar(q.limit(1))
+
+
+def heads(
+    db: Session, *, from_seq: int = 1, to_seq: int | None = None, after_id: int | None = None, limit: int | None = None
+) -> list[AuditChainHead]:
+    """Heads for events ``from_seq``..``to_seq``, in the order they were signed."""
+    q = select(AuditChainHead).where(AuditChainHead.seq >= from_seq).order_by(AuditChainHead.id)
+    if to_seq is not None:
+        q = q.where(AuditChainHead.seq <= to_seq)
+    if after_id is not None:
+        q = q.where(AuditChainHead.id > after_id)
+    if limit is not None:
+        q = q.limit(limit)
+    return list(db.scalars(q))

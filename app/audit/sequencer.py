@@ -1,23 +1,5 @@
-"""The sequencer: moves committed events from ``audit_inbox`` into the hash chain, one chainer at a time.
-
-Why an inbox: appending to one chain needs one lock, and a writer that appended in its own
-transaction held that lock until it committed, so every write of the service (each POST, each job
-step) queued behind every other: under 50 clients most of a POST's time was that queue. Now a write
-commits its events to the inbox without any lock, and chaining happens after, in short transactions
-of their own that chain whatever is waiting, many events at once.
-
-Who chains: after a commit that wrote events, a thread of the same process (:func:`wake`) in the
-workers (the API leaves its events to them: :func:`chain_in_background`), which only *tries* the
-lock: if another chainer holds it, that one looks at the inbox again after it lets
-go (see :func:`chain_pending`), so no event is left behind. Anything that reads the chain first
-waits for the lock and chains what is there (:func:`flush`), so a reader always sees every event
-committed before its request. The reconciler chains too, in case a process died between a commit
-and its chaining.
-
-Events keep the time they were committed at; along the chain a time is never earlier than the one
-before it (an event committed a moment before the previous one's transaction is stamped with that
-one's time), so timestamps never go backwards along the chain.
-"""
+"""The sequencer: moves committed events from ``audit_inbox`` into the hash chain, one chainer at a
+time, so writers never wait for each other on the chain (why, and who chains: docs/decisions/audit-chain.md)."""
 
 from __future__ import annotations
 
@@ -143,11 +125,6 @@ def wake() -> None:
 
 
 def chain_in_background(enabled: bool) -> None:
-    """Whether :func:`wake` chains in this process. The API turns it off (``UNLEARND_API_CHAINS_AUDIT``):
-    under 50 clients on 2 cores its sequencer thread cost the API 3.0-4.1 ms of CPU per request
-    against 2.7-2.8 without, and POST p99 was 48-67 ms against 33-38 (three interleaved 30 s runs
-    each, not committed; the full service benchmark run after the change, benchmarks/results/service.md,
-    did not show the p99 lower than the run before it, within the machine's spread). The workers
-    chain the API's events after their next commit instead, and readers never wait for that
-    (:func:`flush`)."""
+    """Whether :func:`wake` chains in this process (``UNLEARND_API_CHAINS_AUDIT`` for the API; on by
+    default, so its events are protected moments after the commit: docs/decisions/audit-chain.md)."""
     _background.enabled = enabled

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from app.audit import repository, sequencer
 from app.audit.hashchain import GENESIS_HASH, chained_body, event_hash
-from app.db.batch import Rows
 from app.db.types import utcnow
 
 __all__ = ["GENESIS_HASH", "chained_body", "event_hash", "record", "take_pending"]
@@ -56,20 +55,18 @@ _PENDING = "audit_events_pending"
 _WROTE = "audit_events_written"
 
 
-def take_pending(db: Session) -> Rows:
-    """The events queued on this transaction, as inbox rows, for a caller that writes them with its
-    own rows in one statement (app.db.batch); the commit then has none left to write, and still
-    wakes the sequencer after it."""
+def take_pending(db: Session) -> list[dict[str, Any]]:
+    """The events queued on this transaction, as inbox rows; the commit wakes the sequencer after."""
     pending = db.info.pop(_PENDING, None)
     if pending:
         db.info[_WROTE] = True
     occurred_at = utcnow()
-    return repository.INBOX, [{**fields, "occurred_at": occurred_at} for fields in pending or []]
+    return [{**fields, "occurred_at": occurred_at} for fields in pending or []]
 
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(db: Session) -> None:
-    _, rows = take_pending(db)
+    rows = take_pending(db)
     if rows:
         repository.add_to_inbox(db, rows)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Identity, Index, Integer, String
+from sqlalchemy import BigInteger, Identity, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -64,3 +64,21 @@ class AuditInboxEvent(_EventContent, Base):
     __tablename__ = "audit_inbox"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
+
+
+class AuditChainHead(Base):
+    """A signed statement that the chain's event ``seq`` had hash ``hash`` at ``signed_at``: kept
+    outside the rows it vouches for, so a rewritten or truncated tail no longer matches it.
+    Append-only (migration 0010); see app/audit/heads.py."""
+
+    __tablename__ = "audit_chain_heads"
+    __table_args__ = (Index("ix_audit_chain_heads_seq", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kid: Mapped[str] = mapped_column(String(64))
+    # the exact canonical JSON that was signed: served verbatim, never rebuilt from the columns
+    statement: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(200))

@@ -28,6 +28,18 @@ def list_keys(db: Session, tenant_id: str, *, after: uuid.UUID | None, limit: in
     return list(db.scalars(q))
 
 
+def lock_active_admins(db: Session, tenant_id: str) -> list[uuid.UUID]:
+    """The ids of the tenant's active admin keys, locked until commit: two revokes of its last two
+    admin keys run one after the other, and the second sees the first's."""
+    q = (
+        select(ApiKey)
+        .where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None))
+        .order_by(ApiKey.id)
+        .with_for_update()
+    )
+    return [k.id for k in db.scalars(q) if "admin" in k.scopes]
+
+
 def active_admin_exists(db: Session, tenant_id: str) -> bool:
     keys = db.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)))
     return any("admin" in k.scopes for k in keys)

@@ -18,7 +18,7 @@ from app.audit import service as audit
 from app.auth import repository
 from app.auth.scopes import ADMIN, grants
 from app.auth.tables import ApiKey
-from app.core.errors import NotFound
+from app.core.errors import Conflict, NotFound
 from app.core.hashing import sha256_hex
 from app.core.ids import uuid7
 from app.db.types import utcnow
@@ -74,7 +74,15 @@ def get_key(db: Session, key_id: uuid.UUID, *, tenant_id: str) -> ApiKey:
 
 def revoke_key(db: Session, key: ApiKey, *, actor: str) -> ApiKey:
     """Revoked at once in this process; other API processes stop accepting it within
-    ``api_key_cache_s`` (see app.auth.deps). Revoking twice changes nothing."""
+    ``api_key_cache_s`` (see app.auth.deps). Revoking twice changes nothing. 409 when it is the
+    tenant's last active admin key: no key could then manage the tenant's keys."""
+    last_admin = key.revoked_at is None and ADMIN in key.scopes
+    if last_admin and repository.lock_active_admins(db, key.tenant_id) == [key.id]:
+        raise Conflict(
+            "this is the tenant's last active admin key: revoking it would leave no key that can manage "
+            "the tenant's keys; create another admin key first",
+            title="Last admin key",
+        )
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         db.flush()
@@ -103,9 +111,11 @@ def bootstrap_admin(db: Session, *, tenant_id: str, name: str, force: bool = Fal
 def replace_named_key(db: Session, *, tenant_id: str, name: str, scopes: list[str], actor: str) -> str:
     """Revoke the tenant's active keys of this name and create a fresh one (the embedded demo's key:
     a new secret per start, the old one stops working)."""
-    for old in repository.active_named(db, tenant_id, name):
+    olds = repository.active_named(db, tenant_id, name)
+    secret = create_key(db, tenant_id=tenant_id, name=name, scopes=scopes, actor=actor)[1]  # first: it may be the admin
+    for old in olds:
         revoke_key(db, old, actor=actor)
-    return create_key(db, tenant_id=tenant_id, name=name, scopes=scopes, actor=actor)[1]
+    return secret
 
 
 def _record(db: Session, key: ApiKey, action: str, actor: str) -> None:

@@ -97,30 +97,41 @@ def verify_certificate(document: dict[str, Any], public_key: str | bytes) -> Ver
         return VerificationResult(False, "malformed document: expected 'certificate' and 'signature' objects")
     if certificate.get("type") != CERTIFICATE_TYPE:
         return VerificationResult(False, f"not a deletion certificate (type {certificate.get('type')!r})")
-    if signature.get("alg") != ALG:
-        return VerificationResult(False, f"unsupported signature algorithm {signature.get('alg')!r}")
     try:
-        key = load_public_key(public_key)
+        kid = check_signature(certificate, signature, public_key, what="certificate")
     except ValueError as exc:
-        return VerificationResult(False, f"unusable public key: {exc}")
-    kid = key_id(raw_public_bytes(key))
-    if signature.get("kid") != kid:
-        return VerificationResult(False, f"key id {signature.get('kid')!r} is not the given public key's ({kid})")
-    value = signature.get("value")
-    try:
-        sig = b64url_decode(value) if isinstance(value, str) else b""
-    except ValueError as exc:
-        return VerificationResult(False, f"malformed signature value: {exc}")
-    if len(sig) != 64:
-        return VerificationResult(False, f"malformed signature value: {len(sig)} bytes, an Ed25519 signature is 64")
-    try:
-        key.verify(sig, signing_input(certificate))
-    except InvalidSignature:
-        return VerificationResult(False, "signature does not match the certificate (altered, or signed by another key)")
+        return VerificationResult(False, str(exc))
     guarantee = certificate.get("guarantee", "unverified")  # version 1 certificates predate the gate
     if guarantee not in GUARANTEES:
         return VerificationResult(False, f"unknown guarantee {guarantee!r}")
     return VerificationResult(True, f"signed by key {kid}; guarantee: {describe(certificate)}", guarantee)
+
+
+def check_signature(signed: dict[str, Any], signature: dict[str, Any], public_key: Any, *, what: str) -> str:
+    """The kid of the key that signed ``signed`` (its canonical JSON) with ``signature``
+    (``{alg, kid, value}``); ValueError with the reason otherwise. Certificates and chain heads
+    are signed alike. ``public_key``: anything :func:`load_public_key` reads, or a loaded key."""
+    if signature.get("alg") != ALG:
+        raise ValueError(f"unsupported signature algorithm {signature.get('alg')!r}")
+    try:
+        key = public_key if isinstance(public_key, Ed25519PublicKey) else load_public_key(public_key)
+    except ValueError as exc:
+        raise ValueError(f"unusable public key: {exc}") from None
+    kid = key_id(raw_public_bytes(key))
+    if signature.get("kid") != kid:
+        raise ValueError(f"key id {signature.get('kid')!r} is not the given public key's ({kid})")
+    value = signature.get("value")
+    try:
+        sig = b64url_decode(value) if isinstance(value, str) else b""
+    except ValueError as exc:
+        raise ValueError(f"malformed signature value: {exc}") from None
+    if len(sig) != 64:
+        raise ValueError(f"malformed signature value: {len(sig)} bytes, an Ed25519 signature is 64")
+    try:
+        key.verify(sig, signing_input(signed))
+    except InvalidSignature:
+        raise ValueError(f"signature does not match the {what} (altered, or signed by another key)") from None
+    return kid
 
 
 def describe(certificate: dict[str, Any]) -> str:

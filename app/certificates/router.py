@@ -3,14 +3,14 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
-from starlette.concurrency import run_in_threadpool
 
 from app.audit import sequencer
 from app.auth.deps import RequestsReader
 from app.certificates import service
 from app.certificates.schemas import KeysOut, SignedCertificateOut
+from app.core.deps import SessionDep
 from app.core.hashing import canonical_json
-from app.core.threadpool import in_session
+from app.db import commit
 
 router = APIRouter(prefix="/v1", tags=["certificates"])
 
@@ -30,6 +30,8 @@ def list_keys():  # sync: the first call in a process reads (or creates) the key
     response_model=SignedCertificateOut,
     summary="Signed deletion certificate of a SUCCEEDED request (verify offline with GET /v1/keys)",
 )
-async def get_certificate(caller: RequestsReader, forget_request_id: uuid.UUID):
-    await run_in_threadpool(sequencer.flush)  # its anchor is an audit event: it must be chained
-    return _canonical(await in_session(lambda db: service.issue(db, forget_request_id, tenant_id=caller.tenant_id)))
+def get_certificate(db: SessionDep, caller: RequestsReader, forget_request_id: uuid.UUID):
+    sequencer.flush()  # its anchor is an audit event: it must be chained
+    certificate = service.issue(db, forget_request_id, tenant_id=caller.tenant_id)
+    commit(db)
+    return _canonical(certificate)

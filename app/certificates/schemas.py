@@ -48,6 +48,11 @@ class CertificateOut(BaseModel):
     verification: dict[str, Any] | None = Field(description="The job's verification metrics.")
     times: dict[str, str | None]
     audit_anchor: AuditAnchor = Field(description="The audit event recording the success; check it with the chain.")
+    chain_head: dict[str, Any] | None = Field(
+        None,
+        description="seq, hash and signed_at of the signed chain head (GET /v1/audit/heads) that covers the anchor; "
+        "certificates before version 3 have none.",
+    )
 
 
 class SignatureOut(BaseModel):

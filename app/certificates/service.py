@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.audit import heads
 from app.audit import repository as audit_repo
 from app.certificates.code_version import code_version
 from app.certificates.keys import signing_key
@@ -54,11 +55,12 @@ def issue(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> dict[
     anchor = audit_repo.latest_event_of_job(db, forget_request_id=fr.id, job_id=job.id, actions=ANCHOR_ACTIONS)
     if anchor is None:
         raise _not_available(fr, "has no audit event recording its job's success")
+    head = _chain_head(db, anchor.seq)
     model = models_repo.get(db, job.model_id)
     evidence = job_evidence(job)
     certificate = {
         "type": CERTIFICATE_TYPE,
-        "version": 2,
+        "version": 3,
         "guarantee": evidence["guarantee"],
         "claim": _claim(fr, job, model, evidence),
         "forget_request_id": str(fr.id),
@@ -82,8 +84,16 @@ def issue(db: Session, forget_request_id: uuid.UUID, *, tenant_id: str) -> dict[
             "finished_at": _iso(job.finished_at),
         },
         "audit_anchor": {"seq": anchor.seq, "hash": anchor.hash},
+        "chain_head": {k: heads.document(head)["head"][k] for k in ("seq", "hash", "signed_at")},
     }
     return sign(certificate)
+
+
+def _chain_head(db: Session, anchor_seq: int):
+    """The earliest signed chain head covering the anchor, signed now if none does yet (the caller
+    commits it): a re-fetch names the same head, so the certificate stays byte-identical."""
+    head = audit_repo.head_at_or_after(db, anchor_seq)
+    return head if head is not None else heads.sign_head(db)
 
 
 def sign(certificate: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ PROBLEM_TYPES: dict[str, str] = {
     "validation-error": "The request body, query or path did not validate; `errors` lists each problem.",
     "not-found": "The resource does not exist (or is not visible to you).",
     "route-not-found": "No API route has this path.",
-    "method-not-allowed": "The route exists but not with this HTTP method.",
+    "method-not-allowed": "The route exists but not with this HTTP method; the `Allow` header lists the "
+    "methods it takes (`OPTIONS` on a route answers with the same header).",
     "conflict": "The request conflicts with the current state of the resource.",
     "unknown-sample-ids": "Some sample IDs are not in the model's dataset; `unknown_sample_ids` lists "
     "the first 100 and `unknown_count` counts them. Nothing was queued.",
@@ -24,7 +25,8 @@ PROBLEM_TYPES: dict[str, str] = {
     "invalid-dataset": "The dataset file is not a valid .npz or JSON Lines file of the documented shape; "
     "`detail` says what is wrong (for JSON Lines, on which line).",
     "server-path-refused": "The request names a file on the server outside the directories the deployment "
-    "allows (UNLEARND_DATASET_ROOTS), or server paths are disabled there.",
+    "allows your tenant (`<root>/<tenant id>/` for each root in UNLEARND_DATASET_ROOTS), or server paths are "
+    "disabled there.",
     "architecture-dataset-mismatch": "The architecture cannot train on this dataset: language models (gpt2) need "
     "a text (JSON Lines) dataset, classifiers an array (.npz) dataset.",
     "invalid-weights": "The uploaded weights do not match the architecture: `missing_keys`, "

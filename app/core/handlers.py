@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import PROBLEM_CONTENT_TYPE, ProblemError, problem_body, pydantic_errors
+from app.core.methods import allow_header, allowed_methods
 from app.observability import context as log_context
 from app.storage import ArtifactMissingError
 
@@ -74,7 +75,11 @@ def install(app: FastAPI) -> None:
             slug = "internal-error"
         title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(exc.status_code, "Error")
         body = problem_body(exc.status_code, slug, title, str(exc.detail) if exc.detail else None)
-        return _problem(request, body, exc.status_code, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette's Allow names only the first route that matched the path
+            allowed = allowed_methods(request.app.router.routes, request.url.path)
+            headers = {**(headers or {}), **({"Allow": allow_header(allowed)} if allowed else {})}
+        return _problem(request, body, exc.status_code, headers)
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError):

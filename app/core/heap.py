@@ -1,12 +1,5 @@
-"""Keep the garbage collector off the objects the API builds at start.
-
-The API imports torch (the method registry describes each method's params), FastAPI, SQLAlchemy and
-pydantic: some 270,000 objects that live as long as the process. Python's oldest-generation
-collection walks every one of them, and on this machine that took 60-220 ms with every thread
-stopped: at 50 clients the slowest POSTs were those that waited through one (the service benchmark,
-benchmarks/results/service.md). ``gc.freeze()`` moves them to a permanent generation that
-collections skip; what requests allocate is collected as before.
-"""
+"""Keep the garbage collector off the objects the API builds at start: ~140,000 (FastAPI, SQLAlchemy,
+pydantic; no torch) that a full collection walks in ~90 ms, all threads stopped (docs/decisions/torch-free-api.md)."""
 
 from __future__ import annotations
 

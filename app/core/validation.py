@@ -23,11 +23,12 @@ code point and Unicode name, never by echoing it):
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 NAME_MAX = 200
@@ -197,6 +198,27 @@ SampleId = Annotated[
     ),
 ]
 PrintableText = Annotated[str, AfterValidator(check_printable)]
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+INSTANT_RULE = (
+    "An ISO 8601 date-time with an explicit time zone, e.g. 2024-05-01T12:00:00Z or "
+    "2024-05-01T14:00:00+02:00; a time without a zone or a number (Unix time) is a 422."
+)
+
+
+def check_iso_instant(value: object) -> object:
+    """Only ISO 8601 text: pydantic would also read a number (or "0.5") as Unix seconds."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE_TIME.match(value):
+        raise PydanticCustomError("datetime_format", INSTANT_RULE)
+    return value
+
+
 # An instant with a time zone (naive ones are ambiguous), as UTC.
-Instant = Annotated[AwareDatetime, AfterValidator(to_utc)]
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(check_iso_instant),
+    AfterValidator(to_utc),
+    WithJsonSchema({"type": "string", "format": "date-time", "description": INSTANT_RULE}),
+]
 Int32 = Annotated[int, Field(ge=0, le=INT32_MAX)]

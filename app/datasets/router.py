@@ -41,8 +41,9 @@ def create_dataset(
         str | None,
         Form(
             max_length=4096,
-            description="An absolute path of an .npz or .jsonl already on the server, under a directory "
-            "UNLEARND_DATASET_ROOTS allows (403 otherwise); its content is copied into the artifact store.",
+            description="An absolute path of an .npz or .jsonl already on the server, under `<root>/<your "
+            "tenant id>/` for a root UNLEARND_DATASET_ROOTS lists (403 otherwise); its content is copied into "
+            "the artifact store.",
         ),
     ] = None,
 ):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +11,14 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.errors import Invalid, NotFound
 from app.core.ids import uuid7
-from app.core.server_paths import allowed_file
+from app.core.server_paths import allowed_file, read_allowed
 from app.datasets import repository
 from app.datasets.builtin import BUILTIN, digits_arrays
 from app.datasets.tables import Dataset
 from app.db.types import utcnow
+from app.settings import get_settings
 from app.storage import get_artifact_store
 from workers.engine.datasets import (
-    MAX_UNCOMPRESSED_BYTES,
     ArrayDataset,
     DatasetFormatError,
     parse_npz,
@@ -65,17 +66,15 @@ def register_upload(
     if file_format(filename, data) == "text":
         docs = _parsed(parse_jsonl, data)
         return _register_text(db, docs, data, name=name, source=source, tenant_id=tenant_id, actor=actor)
-    return _register(db, _parsed(parse_npz, data), name=name, source=source, tenant_id=tenant_id, actor=actor)
+    arrays = _parsed(partial(parse_npz, max_bytes=get_settings().max_dataset_bytes), data)
+    return _register(db, arrays, name=name, source=source, tenant_id=tenant_id, actor=actor)
 
 
 def register_server_path(db: Session, *, name: str, path: str, tenant_id: str, actor: str) -> Dataset:
     """A file already on the server, under an allowed root: its content is copied into the artifact
     store (content-addressed), so later changes to the file do not change the dataset."""
-    resolved = allowed_file(path, field="server_path")
-    limit = max(MAX_JSONL_BYTES, MAX_UNCOMPRESSED_BYTES)
-    if resolved.stat().st_size > limit:
-        raise Invalid(f"the file is larger than {limit} bytes", slug="invalid-dataset", title="Invalid dataset file")
-    data = resolved.read_bytes()
+    resolved = allowed_file(path, field="server_path", tenant_id=tenant_id)
+    data = read_allowed(resolved, field="server_path", max_bytes=max(MAX_JSONL_BYTES, get_settings().max_upload_bytes))
     return register_upload(
         db, name=name, data=data, filename=resolved.name, tenant_id=tenant_id, actor=actor, source="server_path"
     )
@@ -204,13 +203,9 @@ def _audit_registered(db: Session, ds: Dataset, actor: str) -> None:
     )
 
 
-def check_forget_samples(
-    db: Session, dataset: Dataset, sample_ids: Sequence[str], *, splits: dict[str, str] | None = None
-) -> None:
-    """422 if any ID is not a training sample of the dataset (unknown ones listed, first 100).
-    ``splits``: the IDs' splits already read (see app.forget_requests.lookups)."""
-    if splits is None:
-        splits = repository.splits_of(db, dataset.id, sample_ids)
+def check_forget_samples(db: Session, dataset: Dataset, sample_ids: Sequence[str]) -> None:
+    """422 if any ID is not a training sample of the dataset (unknown ones listed, first 100)."""
+    splits = repository.splits_of(db, dataset.id, sample_ids)
     unknown = [s for s in sample_ids if s not in splits]
     if unknown:
         raise Invalid(

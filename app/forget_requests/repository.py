@@ -2,13 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db import batch
-from app.db.batch import Rows
 from app.forget_requests.tables import DISCHARGED_STATES, ForgetRequest, IdempotencyKey
 
 
@@ -19,11 +16,6 @@ def get(db: Session, forget_request_id: uuid.UUID) -> ForgetRequest | None:
 def get_by_client_id(db: Session, tenant_id: str, request_id: str) -> ForgetRequest | None:
     q = select(ForgetRequest).where(ForgetRequest.tenant_id == tenant_id, ForgetRequest.request_id == request_id)
     return db.scalar(q)
-
-
-def add_together(db: Session, objects: list, *more: Rows) -> None:
-    """New rows (transient ORM objects, and ``more`` as table rows) in one statement: see app.db.batch."""
-    batch.insert_together(db, [*(batch.row_of(obj) for obj in objects), *more])
 
 
 def succeeded_of_model(db: Session, model_id: uuid.UUID) -> list[ForgetRequest]:
@@ -68,16 +60,8 @@ def list_requests(
     return list(db.scalars(q))
 
 
-def get_idempotency(db: Session, tenant_id: str, key: str) -> Row[Any] | None:
-    """The answer stored under the key (body_sha256, status_code, response, location), or None:
-    every submit asks, so a Core statement (app.db.rows)."""
-    return db.execute(_IDEMPOTENCY, {"tenant_id": tenant_id, "key": key}).first()
-
-
-_KEYS = IdempotencyKey.__table__
-_IDEMPOTENCY = select(_KEYS.c.body_sha256, _KEYS.c.status_code, _KEYS.c.response, _KEYS.c.location).where(
-    _KEYS.c.tenant_id == bindparam("tenant_id"), _KEYS.c.key == bindparam("key")
-)
+def get_idempotency(db: Session, tenant_id: str, key: str) -> IdempotencyKey | None:
+    return db.get(IdempotencyKey, (tenant_id, key))
 
 
 def idempotency_of_request(db: Session, forget_request_id: uuid.UUID) -> IdempotencyKey | None:

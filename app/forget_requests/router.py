@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 from app.auth.deps import RequestsReader, RequestsWriter
 from app.core.deps import SessionDep
 from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_page
-from app.core.threadpool import in_session, json_response
 from app.core.validation import ClientKey, Instant
 from app.db import commit
 from app.db.types import utcnow
@@ -39,19 +38,16 @@ def verification_policy(caller: RequestsReader) -> dict[str, Any]:
     response_model=ForgetRequestOut,
     summary="Ask for a model to forget samples or classes (202 + Location; poll it)",
 )
-async def create_forget_request(
+def create_forget_request(
+    db: SessionDep,
     caller: RequestsWriter,
     body: Annotated[ForgetRequestCreate, Body()],
     idempotency_key: Annotated[
         ClientKey | None, Header(description="Retries with the same key and body get the original answer.")
     ] = None,
 ):
-    answer = await in_session(
-        lambda db: service.submit(
-            db, body, idempotency_key=idempotency_key, tenant_id=caller.tenant_id, actor=caller.actor
-        ),
-        write=True,
-    )
+    answer = service.submit(db, body, idempotency_key=idempotency_key, tenant_id=caller.tenant_id, actor=caller.actor)
+    commit(db)
     headers = {"Location": answer.location}
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -87,9 +83,8 @@ def list_forget_requests(
 @router.get(
     "/forget-requests/{forget_request_id}", response_model=ForgetRequestOut, summary="One forget request, with its jobs"
 )
-async def get_forget_request(caller: RequestsReader, forget_request_id: uuid.UUID):
-    out = await in_session(lambda db: service.get_described(db, forget_request_id, tenant_id=caller.tenant_id))
-    return json_response(out)
+def get_forget_request(db: SessionDep, caller: RequestsReader, forget_request_id: uuid.UUID):
+    return service.get_described(db, forget_request_id, tenant_id=caller.tenant_id)
 
 
 @router.post(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_mo
 
 from app.core.validation import ClientKey, PrintableText, SampleId
 from app.jobs.schemas import JobOut
-from workers.engine.methods import METHODS
+from workers.engine.methods.catalog import SPECS
 from workers.engine.verification.plan import AUTO
 from workers.engine.verification.policy import OnFailure, VerificationChange
 
@@ -68,7 +68,7 @@ class ForgetRequestBase(BaseModel):
 
 
 def _request_model(name: str):
-    method = METHODS[name]
+    method = SPECS[name]
     return create_model(
         f"ForgetRequest_{name}",
         __base__=ForgetRequestBase,
@@ -105,7 +105,7 @@ def _method_of(body: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-_VARIANTS = {AUTO: ForgetRequestAuto, **{name: _request_model(name) for name in METHODS}}
+_VARIANTS = {AUTO: ForgetRequestAuto, **{name: _request_model(name) for name in SPECS}}
 # A callable discriminator (for the default) leaves the mapping out of the JSON schema: it is given
 # here, so that OpenAPI clients still pick the variant by ``method``.
 _MAPPING = {name: f"#/components/schemas/{model.__name__}" for name, model in _VARIANTS.items()}

@@ -18,7 +18,7 @@ from app.datasets import service as datasets
 from app.db import rollback
 from app.db.rows import Snapshot
 from app.db.types import utcnow
-from app.forget_requests import lookups, repository
+from app.forget_requests import repository
 from app.forget_requests.schemas import AUTO_SUMMARY, AutoParams, ForgetRequestBase, ForgetRequestOut, MethodOut
 from app.forget_requests.tables import ForgetRequest, IdempotencyKey
 from app.jobs import coalescing
@@ -27,12 +27,12 @@ from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
 from app.jobs.states import TERMINAL
 from app.jobs.tables import Job, JobRequest
+from app.models import repository as models_repo
 from app.models import service as models
 from app.settings import get_settings
 from workers.engine.holdout import RULE as HOLDOUT_RULE
 from workers.engine.holdout import role_of
-from workers.engine.methods import METHODS, get_method
-from workers.engine.methods.base import MethodNotApplicable
+from workers.engine.methods.catalog import SPECS, MethodNotApplicable, get_spec  # torch-free: the API imports no torch
 from workers.engine.verification.plan import AUTO
 from workers.engine.verification.plan import DESCRIPTION as PLANS
 from workers.engine.verification.policy import check_change, published
@@ -63,7 +63,7 @@ def methods() -> list[MethodOut]:
             needs_update_log=m.needs_update_log,
             params_schema=m.Params.model_json_schema(),
         )
-        for m in METHODS.values()
+        for m in SPECS.values()
     ]
 
 
@@ -118,28 +118,20 @@ def _out(fr: ForgetRequest | Snapshot, jobs: list[tuple[Job | Snapshot, int]]) -
 def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None, tenant_id: str, actor: str) -> Answer:
     """Idempotency keys and client request_ids are the tenant's own: another tenant's never match.
 
-    Before the work, one statement (app.forget_requests.lookups) reads the answer stored under the
-    key this submit would store its own under (the Idempotency-Key, else one derived from the
-    request_id), the model and its dataset, and the splits of the sample IDs. A request_id used before
-    under another key, or with another body, is caught by the unique (tenant, request_id) of
+    The answer stored under the key this submit would store its own under (the Idempotency-Key, else
+    one derived from the request_id) is replayed before the model is looked at. A request_id used
+    before under another key, or with another body, is caught by the unique (tenant, request_id) of
     forget_requests when the request is written, and answered then."""
     body_sha = sha256_of_json(body.model_dump(mode="json"))
-    found = lookups.submit_lookups(
-        db,
-        tenant_id=tenant_id,
-        key=idempotency_key or _request_id_key(body),
-        model_id=body.model_id,
-        sample_ids=_sample_ids_to_check(body),
-    )
+    stored = repository.get_idempotency(db, tenant_id, idempotency_key or _request_id_key(body))
     if idempotency_key:
-        earlier = _stored_answer(found.stored_answer, body_sha)
+        earlier = _stored_answer(stored, body_sha)
     else:
-        row = found.stored_answer
-        earlier = _replay(row) if row is not None and row.body_sha256 == body_sha else None
+        earlier = _replay(stored) if stored is not None and stored.body_sha256 == body_sha else None
     if earlier:
         return earlier
     try:
-        return _accept(db, body, body_sha, idempotency_key, tenant_id, actor, found)
+        return _accept(db, body, body_sha, idempotency_key, tenant_id, actor)
     except IntegrityError:
         # A concurrent retry with the same key or request_id committed first: answer as it did.
         rollback(db)
@@ -149,15 +141,6 @@ def submit(db: Session, body: ForgetRequestBase, *, idempotency_key: str | None,
         if earlier is None:
             raise
         return earlier
-
-
-def _sample_ids_to_check(body: ForgetRequestBase) -> list[str]:
-    """The sample IDs whose splits the lookups read: none for a class scope, and none past the
-    per-request limit (that request is refused before its IDs are looked at)."""
-    values = body.scope.values
-    if body.scope.type != "sample_ids" or len(values) > get_settings().max_ids_per_request:
-        return []
-    return values
 
 
 def _request_id_key(body: ForgetRequestBase) -> str:
@@ -207,16 +190,15 @@ def _accept(
     key: str | None,
     tenant_id: str,
     actor: str,
-    found: lookups.SubmitLookups,
 ) -> Answer:
     settings = get_settings()
-    model, dataset = found.model, found.dataset
+    model, dataset = models_repo.get_with_dataset(db, body.model_id) or (None, None)
     if model is None or dataset is None or model.tenant_id != tenant_id:  # another tenant's is as absent
         raise NotFound("model", body.model_id)
     scope_type, values = body.scope.type, body.scope.values
-    _check_scope(db, model, dataset, scope_type, values, found.splits)
+    _check_scope(db, model, dataset, scope_type, values)
     if body.method != AUTO:  # auto plans only methods that fit (workers/engine/verification/plan.py)
-        _check_method(get_method(body.method), scope_type, model)
+        _check_method(get_spec(body.method), scope_type, model)
     _check_layers(model, dataset, getattr(body.params, "layers", None))
     _check_calibration_documents(db, model, dataset, getattr(body.params, "calibration_documents", None))
     verification = _verification_change(body)
@@ -268,11 +250,11 @@ def _accept(
         },
     )
     joined = coalescing.join_queued(db, model=model, fr=fr, actor=actor)
+    db.add(fr)
     if joined:
         job, served = joined
-        rows: list = [fr, JobRequest(job_id=job.id, forget_request_id=fr.id)]
+        db.add(JobRequest(job_id=job.id, forget_request_id=fr.id))
     else:
-        repository.add_together(db, [fr])  # first: the new job's flush writes its link to fr
         job = jobs.create(
             db,
             kind="unlearn",
@@ -284,11 +266,11 @@ def _accept(
             verification=fr.verification,
             on_verification_failure=fr.on_verification_failure,
         )
-        served, rows = 1, []
+        served = 1
     location = f"/v1/forget-requests/{fr.id}"
     # Built from the rows being written (what describe() would read back), without reading them back.
     answer = Answer(202, ForgetRequestOut.of(fr, [JobOut.of(job, [fr.id], served)]).model_dump(mode="json"), location)
-    rows.append(
+    db.add(
         IdempotencyKey(
             tenant_id=tenant_id,
             key=key or _request_id_key(body),
@@ -300,16 +282,11 @@ def _accept(
             created_at=now,
         )
     )
-    # The rest in one statement with the transaction's audit events (under load each round trip
-    # waits for a CPU: benchmarks/results/service.md). A concurrent retry with the same key or
-    # request_id raises IntegrityError here, inside submit().
-    repository.add_together(db, rows, audit.take_pending(db))
+    db.flush()  # a concurrent retry with the same key or request_id raises IntegrityError here, in submit()
     return answer
 
 
-def _check_scope(
-    db: Session, model: Snapshot, dataset: Snapshot, scope_type: str, values: list, splits: dict[str, str]
-) -> None:
+def _check_scope(db: Session, model: Snapshot, dataset: Snapshot, scope_type: str, values: list) -> None:
     if scope_type == "class_labels" and dataset.format == "text":
         raise Invalid(
             f"model {model.id} is a language model: a language model has no classes; name documents "
@@ -323,7 +300,7 @@ def _check_scope(
                 f"{len(values)} sample IDs in one request; the limit is {limit} "
                 "(UNLEARND_MAX_IDS_PER_REQUEST): split it into several requests"
             )
-        datasets.check_forget_samples(db, dataset, values, splits=splits)
+        datasets.check_forget_samples(db, dataset, values)
         return
     unknown = sorted(set(values) - set(dataset.classes))
     if unknown:
@@ -348,7 +325,7 @@ def _check_method(method, scope_type: str, model: Snapshot) -> None:
                 "Method does not serve this model",
                 str(exc),
                 model_kind=kind,
-                usable_methods=[m.name for m in METHODS.values() if kind in m.kinds and scope_type in m.scopes],
+                usable_methods=[m.name for m in SPECS.values() if kind in m.kinds and scope_type in m.scopes],
             ) from None
     if scope_type not in method.scopes:
         raise ProblemError(
@@ -360,7 +337,7 @@ def _check_method(method, scope_type: str, model: Snapshot) -> None:
         )
     if method.needs_update_log and model.update_log_id is None:
         usable = [
-            m.name for m in METHODS.values() if scope_type in m.scopes and kind in m.kinds and not m.needs_update_log
+            m.name for m in SPECS.values() if scope_type in m.scopes and kind in m.kinds and not m.needs_update_log
         ]
         why = (
             "it was not trained by the service with an update log (set update_log when registering)"

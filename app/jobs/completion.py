@@ -19,7 +19,7 @@ from app.models import residual, retention
 from app.models import service as models
 from app.storage import StoredArtifact
 from app.update_logs import service as update_logs
-from workers.engine.update_log import UpdateLogManifest
+from workers.engine.log_manifest import UpdateLogManifest
 
 
 def succeed(
@@ -66,7 +66,8 @@ def succeed(
         )
     if job.kind == "unlearn":
         retention.retire_earlier_versions(db, model=model, below=version, job_id=job.id, actor=actor)
-        for rid in repository.request_ids_of(db, job.id):
+        request_ids = repository.request_ids_of(db, job.id)
+        for rid in request_ids:
             fr = requests_repo.get(db, rid)
             rows = datasets.erase(
                 db, model.dataset_id, scope_type=fr.scope_type, values=fr.scope_values, request_id=fr.id
@@ -83,5 +84,8 @@ def succeed(
                 job_id=job.id,
                 payload={"rows_tombstoned": rows, "scope_type": fr.scope_type, "scope_sha256": fr.scope_sha256},
             )
-            residual.record_other_models_holding(db, model=model, forget_request_id=fr.id, job_id=job.id, actor=actor)
+        # after every request's tombstones: one computation over their union, one event per model
+        residual.record_other_models_holding(
+            db, model=model, forget_request_ids=request_ids, job_id=job.id, actor=actor
+        )
     return True

@@ -44,20 +44,7 @@ def share_queued_unlearn_jobs(db: Session, model_id: uuid.UUID, method: str) -> 
 
     Joiners share the lock, so they never wait for each other; a worker's claim (an UPDATE of the
     row) waits until every joiner holding it has committed, so its run includes them. A job whose
-    claim is under way (its row locked by the worker, or the worker waiting for the joiners) is
-    skipped: it will not be QUEUED when the claim commits, and waiting for that commit put every
-    submit behind the worker's claim transaction, which runs at a lower CPU priority than the API
-    (workers/priority.py): 4 submits held all the API's hot threads for 250 ms. Measured before
-    (benchmarks/results/service.md): joiners that took the row exclusively, after a lock of the
-    model's queue, made every submit for a model wait for the one before it to commit; that queue
-    was most of a POST's time at 50 clients.
-
-    Tried and not kept: reading these jobs in the submit's lookups statement
-    (app.forget_requests.lookups), a round trip less. Back-to-back POSTs from one client took about
-    a sixth less API CPU, but the share lock was then held from the lookups to the commit, and
-    under the service benchmark's burst (50 clients posting back to back) the joiners' holds
-    overlapped without a gap: the worker's claim waited the whole burst, 5.5 s, and all 1,000
-    requests joined one job (1.3 s at the median with this statement). Runs not committed.
+    claim is under way is skipped: it will not be QUEUED when the claim commits (why: docs/decisions/post-path.md).
     """
     found = []
     for row in db.execute(_SHARE_QUEUED, {"model_id": model_id, "method": method}):

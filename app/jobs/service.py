@@ -343,12 +343,12 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
     settings = get_settings()
     now = utcnow()
     report = {"republished": 0, "requeued": 0, "failed": 0, "cancelled": 0}
-    workers_alive = stuck.workers_alive()
+    worker_idle = stuck.idle_worker_alive()
     for job in repository.queued_before(db, now - timedelta(seconds=settings.reconcile_queued_after_s)):
         if repository.model_has_active_job(db, job.model_id, job.id):
             continue  # waiting its turn: its own deferred message, or the hand-off, starts it
-        # sent while a worker was alive to take it and nothing else held the model: it counts
-        sends = job.unclaimed_sends + (1 if workers_alive else 0)
+        # sent while a worker was idle to take it and nothing else held the model: it counts
+        sends = job.unclaimed_sends + (1 if worker_idle else 0)
         if sends >= settings.job_max_unclaimed_sends:
             report["failed"] += fail(
                 db,

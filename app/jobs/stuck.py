@@ -43,11 +43,12 @@ def find_stuck(db: Session, now: datetime) -> list[tuple[Job, str]]:
     return stuck
 
 
-def workers_alive() -> bool:
-    """Whether any worker is beating now (False when the heartbeats cannot be read): a job re-sent
-    while none is alive was not refused by a worker, so it does not count towards the cap."""
+def idle_worker_alive() -> bool:
+    """Whether a worker beats now with no job (False when the heartbeats cannot be read): a job
+    re-sent while every worker was busy or gone was not refused by one, so it does not count towards
+    the cap (housekeeping runs beside a long job now, and counted the sends it waited through)."""
     try:
-        return bool(get_heartbeat_store().alive())
+        return any(beat.get("current_job") is None for beat in get_heartbeat_store().alive())
     except Exception as exc:
         log.warning("heartbeats unreadable (%s): re-sends are not counted", type(exc).__name__)
         return False

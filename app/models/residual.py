@@ -11,8 +11,8 @@ how many of its dataset's tombstoned samples its head still holds:
 - every other tombstoned sample is held (for a model registered with uploaded weights, which the
   service did not train, every tombstoned sample not covered by its own requests).
 
-When an erasure succeeds, every other model of the dataset that holds samples gets a
-``model.holds_erased_samples`` audit event (see app.jobs.completion), and
+When an erasure succeeds, every other model of the dataset that holds samples gets one
+``model.holds_erased_samples`` audit event per job (see app.jobs.completion), and
 ``GET /v1/models/{id}/residual-erasures`` answers the count, their hash and the requests that erased
 them, so an auditor can follow a subject's data to every model that learned it.
 """
@@ -63,10 +63,11 @@ def held_erased_samples(db: Session, model: Model) -> Residual:
 
 
 def record_other_models_holding(
-    db: Session, *, model: Model, forget_request_id: uuid.UUID, job_id: uuid.UUID, actor: str
+    db: Session, *, model: Model, forget_request_ids: list[uuid.UUID], job_id: uuid.UUID, actor: str
 ) -> None:
     """After an erasure of ``model`` succeeded: an event on every other model of the dataset that
-    still holds erased samples (the tombstones were just written, in this transaction)."""
+    still holds erased samples (the tombstones were just written, in this transaction). Once per job,
+    over all the requests it served: per request, a coalesced job of 615 requests spent 85 s here."""
     for other in repository.others_on_dataset(db, model.dataset_id, excluding=model.id):
         residual = held_erased_samples(db, other)
         if not residual.count:
@@ -79,10 +80,12 @@ def record_other_models_holding(
             entity_type="model",
             entity_id=other.id,
             model_id=other.id,
-            forget_request_id=forget_request_id,
+            # the erasing request when the job served one; a shared job's requests all name the job
+            forget_request_id=forget_request_ids[0] if len(forget_request_ids) == 1 else None,
             job_id=job_id,
             payload={
                 "erased_on_model_id": str(model.id),
+                "requests": len(forget_request_ids),
                 "samples_held": residual.count,
                 "held_sha256": residual.sha256,
                 "head_version": other.head_version,

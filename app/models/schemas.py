@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.validation import SafeName
+from workers.engine.log_manifest import RecorderConfig
 from workers.engine.recipe import TrainingRecipe
-from workers.engine.update_log import RecorderConfig
 
 
 class ModelSpec(BaseModel):

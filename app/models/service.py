@@ -23,8 +23,8 @@ from app.models.tables import Model, ModelVersion
 from app.models.weights import check_against, tensor_shapes
 from app.storage import StoredArtifact, get_artifact_store
 from workers.engine import architectures
-from workers.engine.architectures.gpt2 import EMBEDDING_LAYERS, GPT2ArchConfig, resolve_layer_groups, tokenizer_for
-from workers.engine.update_log import RecorderConfig
+from workers.engine.architectures.catalog import EMBEDDING_LAYERS, GPT2ArchConfig, gpt2_vocab_size, resolve_layer_groups
+from workers.engine.log_manifest import RecorderConfig
 
 
 def get_model(db: Session, model_id: uuid.UUID, *, tenant_id: str) -> Model:
@@ -111,17 +111,18 @@ def tensor_layout(architecture: str, config: dict[str, Any], dataset: Dataset) -
             architecture, config, tuple(dataset.input_shape), max(dataset.classes) + 1
         )
     cfg = architectures.parse_config(architecture, config)
-    return architectures.expected_tensors(architecture, config, (cfg.context_length,), _vocab_size(cfg))
+    vocab_size = _vocab_size(cfg, dataset.tenant_id)
+    return architectures.expected_tensors(architecture, config, (cfg.context_length,), vocab_size)
 
 
-def _vocab_size(cfg: GPT2ArchConfig) -> int:
+def _vocab_size(cfg: GPT2ArchConfig, tenant_id: str) -> int:
     if cfg.tokenizer == "byte":
-        return tokenizer_for(cfg).vocab_size
-    vocab = allowed_file(cfg.bpe_vocab_path, field="config.bpe_vocab_path")
-    merges = allowed_file(cfg.bpe_merges_path, field="config.bpe_merges_path")
+        return gpt2_vocab_size(cfg)
+    vocab = allowed_file(cfg.bpe_vocab_path, field="config.bpe_vocab_path", tenant_id=tenant_id)
+    merges = allowed_file(cfg.bpe_merges_path, field="config.bpe_merges_path", tenant_id=tenant_id)
     try:
         resolved = cfg.model_copy(update={"bpe_vocab_path": str(vocab), "bpe_merges_path": str(merges)})
-        return tokenizer_for(resolved).vocab_size
+        return gpt2_vocab_size(resolved)
     except Exception as exc:  # a malformed vocab.json / merges.txt: say so, without echoing its content
         raise Invalid(
             f"the BPE tokenizer files could not be loaded ({type(exc).__name__}): bpe_vocab_path must be a "

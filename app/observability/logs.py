@@ -8,37 +8,31 @@ subject identifiers or sample-ID lists: a log line outlives an erasure.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 from app.observability import context
 from app.settings import Settings
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field.
-_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s"
+_JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(process)d"  # plus any record's ``extra=`` fields
+_JSON_NAMES = {"levelname": "level", "name": "logger", "exc_info": "exception", "stack_info": "stack"}
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "process": record.process,
-        }
-        entry.update(context.current())
-        for key, value in vars(record).items():
-            if key not in _STANDARD and key not in entry:
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+class JsonFormatter(_LibraryJsonFormatter):
+    """python-json-logger's, with our field names, a millisecond UTC timestamp and the bound ids."""
+
+    def __init__(self):
+        super().__init__(_JSON_FIELDS, rename_fields=_JSON_NAMES, json_default=str, json_ensure_ascii=False)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["timestamp"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        super().add_fields(log_data, record, message_dict)
+        log_data.update(context.current())  # the request/job ids win over a same-named extra
 
 
 class TextFormatter(logging.Formatter):

@@ -13,7 +13,7 @@ from app.db.types import utcnow
 from app.models import repository as models_repo
 from app.update_logs import repository
 from app.update_logs.tables import UpdateLog
-from workers.engine.update_log import UpdateLogManifest
+from workers.engine.log_manifest import UpdateLogManifest
 
 
 def record(

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
     response_model=WorkersOut,
     summary="Live workers (by heartbeat) and the job each is running (admin)",
     description="Workers are shared by every tenant: a worker running another tenant's job shows "
-    "`busy: true` without the job.",
+    "`busy: true` without the job, and no worker shows its host or process id.",
     responses={503: {"description": "Redis is unreachable", "content": {PROBLEM_CONTENT_TYPE: {}}}},
 )
 def list_workers(db: SessionDep, caller: Admin):

@@ -12,9 +12,9 @@ class CurrentJob(BaseModel):
 
 
 class WorkerOut(BaseModel):
+    """No host or pid: workers are shared by every tenant and no key is above tenants."""
+
     name: str = Field(description="the Celery node name; jobs record it in `worker`")
-    hostname: str
-    pid: int
     queues: list[str]
     started_at: datetime
     last_beat_at: datetime

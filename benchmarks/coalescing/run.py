@@ -81,9 +81,16 @@ def _span(requests: list[dict]) -> float:
     return (finished - received).total_seconds()
 
 
-def _timeline(client: httpx.Client, job_ids: set[str]) -> list[dict]:
-    """Each job of the burst: requests served, and when it was created, started and finished
-    (seconds after the first job was created): where the burst's time went."""
+def _final_transactions(worker_log: Path) -> dict[str, float]:
+    """Each job's final transaction (s) as its worker logged it: the window in which a worker killed
+    repeats the whole attempt, and what grows with the requests a job serves."""
+    lines = (json.loads(line) for line in worker_log.read_text(errors="replace").splitlines() if line.startswith("{"))
+    return {e["job_id"]: e["final_transaction_s"] for e in lines if "final_transaction_s" in e and "job_id" in e}
+
+
+def _timeline(client: httpx.Client, job_ids: set[str], final_s: dict[str, float]) -> list[dict]:
+    """Each job of the burst: requests served, when it was created, started and finished (seconds
+    after the first job was created), and its final transaction: where the burst's time went."""
     jobs = sorted((client.get(f"/v1/jobs/{j}").json() for j in job_ids), key=lambda j: j["created_at"])
     t0 = datetime.fromisoformat(jobs[0]["created_at"])
 
@@ -96,6 +103,7 @@ def _timeline(client: httpx.Client, job_ids: set[str]) -> list[dict]:
             "created": rel(j["created_at"]),
             "started": rel(j["started_at"]),
             "finished": rel(j["finished_at"]),
+            "final_transaction_s": final_s.get(j["id"]),
         }
         for j in jobs
     ]
@@ -103,7 +111,9 @@ def _timeline(client: httpx.Client, job_ids: set[str]) -> list[dict]:
 
 def _run(coalesce: bool, n: int, samples: list[str], method: dict) -> dict:
     """A fresh stack (its own database) per setting: one request alone, then n at once."""
-    stack = Stack(extra_env={"UNLEARND_COALESCE_MAX_REQUESTS": "1000" if coalesce else "0"})
+    coalescing = {"UNLEARND_COALESCE_MAX_REQUESTS": "1000" if coalesce else "0"}
+    # JSON lines at INFO: each job's "succeeded" line carries its final transaction's duration
+    stack = Stack(extra_env={**coalescing, "UNLEARND_LOG_LEVEL": "INFO", "UNLEARND_LOG_FORMAT": "json"})
     try:
         with httpx.Client(base_url=stack.url, timeout=120, headers=stack.headers) as client:
             model_id = _model(client, "coalesce-bench")
@@ -130,7 +140,7 @@ def _run(coalesce: bool, n: int, samples: list[str], method: dict) -> dict:
             client_s = time.perf_counter() - started
             total_s = _span(finals)
             jobs = {f["jobs"][0]["id"] for f in finals}
-            timeline = _timeline(client, jobs)
+            timeline = _timeline(client, jobs, _final_transactions(stack.tmp / "worker.log"))
             head = client.get(f"/v1/models/{model_id}").json()["head_version"]
             weights = client.get(f"/v1/models/{model_id}/versions/{head}/checkpoint").content
             metrics = _final_accuracies(weights, samples[: n + 1])
@@ -179,11 +189,14 @@ def _markdown(summary: dict) -> str:
     on = next(r for r in summary["runs"] if r["coalescing"])
     verdict = "met" if on["ratio_to_single"] <= 3 else "MISSED"
     per_job = [t["requests"] for t in on["jobs_timeline"]]
+    final_s = [t.get("final_transaction_s") for t in on["jobs_timeline"]]
     lines += [
         "",
         f"With coalescing, requests served per job: {per_job} (the first job starts at once with what has arrived;",
         "the rest gather behind it while it runs). Submitting the burst took "
         f"{on['submit_s']} s (on) and {summary['runs'][1]['submit_s']} s (off).",
+        f"Final transaction of each of those jobs (s): {final_s} (one residual-erasure pass per job,",
+        "not per request: it tombstones every request's samples and records their events).",
         "",
         f"Target (coalesced burst within 3x of one request's job): {verdict} ({on['ratio_to_single']}x).",
     ]

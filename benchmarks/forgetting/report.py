@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,21 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "commit": git_commit(),
     }
+
+
+def git_commit() -> str:
+    """The checkout's commit, ``-dirty`` when it has uncommitted changes; ``unknown`` outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def aggregate(seeds: list[dict]) -> dict[tuple, dict[str, tuple[float, float]]]:

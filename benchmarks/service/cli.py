@@ -110,12 +110,15 @@ def main(argv: list[str] | None = None) -> dict:
         "--repeats", type=int, default=3, help="runs per paced level (one run's p99 moves by ~50 ms between runs)"
     )
     parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the stack (A/B runs)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the summary
     started = time.perf_counter()
-    stack = Stack(api_workers=args.api_workers)
+    stack = Stack(api_workers=args.api_workers, extra_env=dict(item.split("=", 1) for item in args.env))
     client = httpx.Client(base_url=stack.url, timeout=60, headers=stack.headers)
     try:
         speed = calibrate.measure(stack.dsn)  # before the model trains: the worker is idle
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             "machine": machine(),
             "machine_speed_ms": speed,
             "api_workers": args.api_workers,
+            "settings": dict(item.split("=", 1) for item in args.env),
             "paced_seconds": args.duration,
             "ramp_seconds": args.ramp,
             "repeats": args.repeats,

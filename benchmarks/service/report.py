@@ -65,7 +65,8 @@ def markdown(summary: dict) -> str:
     lines = [
         "# Service benchmark",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}. One machine runs everything: "
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; commit {m.get('commit', 'unknown')}"
+        f"{_settings(summary)}. One machine runs everything: "
         "Postgres, Redis, one Celery worker (concurrency 1), the API "
         f"({summary['api_workers']} uvicorn process) and the load generator (httpx, asyncio; each client "
         "has its own HTTP client and connection, as independent pipelines do). "
@@ -188,3 +189,9 @@ def _plot(summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _settings(summary: dict) -> str:
+    """The settings the run changed from the defaults (``--env``), if any."""
+    changed = summary.get("settings") or {}
+    return "; settings " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) if changed else ""

@@ -21,8 +21,6 @@ def embedded(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARND_")}
     env.update(UNLEARND_PORT=str(port), PYTHONUNBUFFERED="1", UNLEARND_RECONCILE_INTERVAL_S="2")
-    # asked for, and ignored: an idle-priority API made `make run` unusable on a busy machine
-    env["UNLEARND_WORKER_CPU_PRIORITY"] = "idle"
     # run from an empty directory, as from a fresh checkout: var/ (SQLite + artifacts) is created there
     proc = Process(
         "embedded", [sys.executable, "-m", "app.cli", "embedded"], env, tmp_path / "embedded.log", cwd=tmp_path
@@ -47,7 +45,8 @@ def test_embedded_mode_end_to_end(embedded):
         model = demo["items"][0]
         assert model["name"] == "digits-cnn" and model["head_version"] == 1
         assert model["id"] in proc.log_path.read_text()  # the banner told the user which id to use
-        # the one process serves the API and runs the jobs: it keeps its normal priority
+        # the one process serves the API and runs the jobs: it keeps its normal priority (an idle-priority
+        # API made `make run` unusable on a busy machine)
         assert os.sched_getscheduler(proc.proc.pid) == os.SCHED_OTHER
         assert os.getpriority(os.PRIO_PROCESS, proc.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
 

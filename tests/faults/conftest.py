@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import ADMIN_DSN, _clear_caches
 from tests.helpers import bearer
-from tests.processes import ROOT, Process, start_api, start_worker
+from tests.processes import ROOT, Process, start_api, start_housekeeping_worker, start_worker
 from tests.services import PG_HOST, PG_PORT, START_POSTGRES, ensure_up, free_port, port_open
 
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "faults.json"
@@ -220,6 +220,8 @@ class Stack:
         return proc
 
     def start_beat(self) -> Process:
+        """Beat and the worker of the housekeeping queue it sends to (as docker-compose runs them)."""
+        self.processes.append(start_housekeeping_worker(self.process_env(), self.tmp / "housekeeping.log"))
         args = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel=INFO"]
         args += ["-s", str(self.tmp / "beat-schedule")]
         beat = Process("beat", args, self.process_env(), self.tmp / "beat.log")

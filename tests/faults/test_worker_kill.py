@@ -57,7 +57,6 @@ def test_kill_9_mid_job_twenty_times(private_redis, stack_dir, fault_results):
         stack.start_api()
         stack.start_beat()
         worker = stack.start_worker()
-        hostname = os.uname().nodename
         client = stack.client()
         dataset = register_digits(client)
         jobs: list[str] = []
@@ -71,7 +70,7 @@ def test_kill_9_mid_job_twenty_times(private_redis, stack_dir, fault_results):
                 queued = stack.query("SELECT count(*) AS n FROM jobs WHERE state = 'QUEUED'")
                 if queued[0].n == 0:  # keep the worker busy while killed jobs wait to be taken back
                     jobs.append(_submit(client, dataset["id"]))
-                me = f"faults{stack._workers}@{hostname}"
+                me = worker.node_name  # each start names itself anew (workers/heartbeat.py)
                 running = [
                     r
                     for r in stack.query(f"SELECT id, attempt FROM jobs WHERE {ACTIVE_SQL} AND worker = :w", w=me)

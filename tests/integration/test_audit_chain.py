@@ -138,9 +138,35 @@ def _events_of(table, request_id: uuid.UUID) -> list[str]:
         db.close()
 
 
-def test_the_apis_events_are_chained_by_the_worker_with_nobody_reading(client, model):
-    """The API does not chain (UNLEARND_API_CHAINS_AUDIT is off): the worker's sequencer chains what
-    the API committed after the worker's own next commit (the job's claim), with nobody reading."""
+def test_the_apis_own_events_are_chained_promptly_with_no_worker_involved(client):
+    """Creating an API key involves no worker and nothing reads the trail: the API's own sequencer
+    thread chains its event within moments (it used to wait in the inbox, unprotected, until a
+    worker's next commit)."""
+    sequencer.flush()
+    sequencer.chain_in_background(False)  # this process's thread must not be the one that chains it
+    time.sleep(3 * sequencer.GATHER_S)  # a round it had started ends
+    try:
+        created = client.post("/v1/api-keys", json={"name": f"k-{uuid.uuid4().hex[:6]}", "scopes": ["audit:read"]})
+        assert created.status_code == 201, created.text
+        key_id = created.json()["id"]
+        deadline = time.monotonic() + 2.0
+        chained: list[int] = []
+        while not chained and time.monotonic() < deadline:
+            time.sleep(0.05)
+            db = new_session()
+            try:
+                q = select(AuditEvent.seq).where(AuditEvent.action == "api_key.created", AuditEvent.entity_id == key_id)
+                chained = list(db.scalars(q))
+            finally:
+                db.close()
+    finally:
+        sequencer.chain_in_background(True)
+    assert len(chained) == 1, "the API's event was not chained within 2 s"
+
+
+def test_the_apis_events_are_chained_with_nobody_reading(client, model):
+    """What the API committed for a forget request reaches the chain (by the API's sequencer or the
+    worker's, after its claim of the job), with nobody reading."""
     created = forget(client, model["id"], {"sample_ids": train_ids(label=4, n=1)}, "finetune", {"epochs": 1})
     assert created.status_code == 202
     request_id = uuid.UUID(created.json()["id"])

@@ -76,7 +76,7 @@ def test_certificate_states_the_erasure_and_verifies(client, model, succeeded, p
     assert verify_certificate(doc, public_key["public_key_pem"]).ok
     assert doc["signature"]["kid"] == public_key["kid"]
 
-    assert cert["type"] == "unlearnd.deletion-certificate" and cert["version"] == 2
+    assert cert["type"] == "unlearnd.deletion-certificate" and cert["version"] == 3
     assert (cert["forget_request_id"], cert["request_id"]) == (fr["id"], fr["request_id"])
     assert cert["regulation"] == "gdpr" and cert["subject_ref"] == fr["subject_ref"] and len(fr["subject_ref"]) == 64
     assert cert["scope"] == {"type": "sample_ids", "count": 20, "sha256": fr["scope"]["sha256"]}
@@ -125,6 +125,14 @@ def test_certificate_states_the_erasure_and_verifies(client, model, succeeded, p
     assert anchor["action"] == "dataset.samples_erased" and anchor["seq"] > max(
         e["seq"] for e in events if e["action"] == "job.succeeded"
     )
+    # and a signed chain head covers it: the one the certificate names, listed with its signature
+    heads = client.get("/v1/audit/heads", params={"page_size": 500}).json()["items"]
+    named = [h for h in heads if h["head"]["seq"] == cert["chain_head"]["seq"]]
+    assert len(named) == 1 and cert["chain_head"]["seq"] >= anchor["seq"]
+    assert {k: named[0]["head"][k] for k in ("seq", "hash", "signed_at")} == cert["chain_head"]
+    assert not [h for h in heads if anchor["seq"] <= h["head"]["seq"] < cert["chain_head"]["seq"]]  # the earliest
+    verified = client.get("/v1/audit-events/verify", params={"head": json.dumps(named[0])}).json()
+    assert verified["ok"] and verified["latest_head_seq"] >= cert["chain_head"]["seq"], verified
 
 
 def test_two_fetches_are_byte_identical(client, succeeded):

@@ -224,17 +224,20 @@ def test_server_paths_only_under_the_allowed_roots(stack_env, admin_key, tmp_pat
     from tests.conftest import _process_env
     from tests.helpers import bearer
 
-    root, outside = tmp_path / "allowed", tmp_path / "outside"
-    root.mkdir(), outside.mkdir()
+    base, outside = tmp_path / "allowed", tmp_path / "outside"
+    root = base / "default"  # the admin key's tenant reads only under <root>/<tenant id>/
+    root.mkdir(parents=True), outside.mkdir()
     (root / "docs.jsonl").write_bytes(_jsonl())
+    (base / "docs.jsonl").write_bytes(_jsonl())
     (outside / "docs.jsonl").write_bytes(_jsonl())
     (root / "escape.jsonl").symlink_to(outside / "docs.jsonl")
-    env = {**_process_env(stack_env), "UNLEARND_DATASET_ROOTS": str(root)}
+    env = {**_process_env(stack_env), "UNLEARND_DATASET_ROOTS": str(base)}
     port = free_port()
     api = start_api(env, port, tmp_path / "api.log")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=bearer(admin_key)) as c:
-            for refused in (outside / "docs.jsonl", root / ".." / "outside" / "docs.jsonl", root / "escape.jsonl"):
+            refused_paths = (outside / "docs.jsonl", base / ".." / "outside" / "docs.jsonl", root / "escape.jsonl")
+            for refused in (*refused_paths, base / "docs.jsonl"):
                 resp = c.post("/v1/datasets", data={"name": "srv", "server_path": str(refused)})
                 assert_problem(resp, 403, "server-path-refused")
             assert_problem(c.post("/v1/datasets", data={"name": "srv", "server_path": "docs.jsonl"}), 422)

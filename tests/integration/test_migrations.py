@@ -17,6 +17,7 @@ TABLES = {
     "api_keys",
     "audit_events",
     "audit_inbox",
+    "audit_chain_heads",
     "datasets",
     "dataset_samples",
     "models",

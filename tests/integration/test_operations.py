@@ -75,7 +75,8 @@ def test_while_a_job_runs_metrics_match_the_database_and_the_worker_names_its_jo
             client, f"/v1/jobs/{job_id}", lambda j: j["state"] == "RUNNING" and j["progress"]["step"] > 0, timeout=60
         )
         beat = _worker_running(client, job_id)
-        assert beat["name"] == running["worker"] and beat["pid"] > 0 and settings.queue_name in beat["queues"]
+        assert beat["name"] == running["worker"] and settings.queue_name in beat["queues"]
+        assert "pid" not in beat and "hostname" not in beat  # shared infrastructure: no tenant sees them
         assert beat["current_job"]["started_at"] and beat["last_beat_at"] >= beat["started_at"]
 
         samples = scrape(api_url)  # the two waiting jobs stay QUEUED while the model is busy

@@ -6,21 +6,17 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, event, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, select
 
 from app.datasets import repository as datasets_repo
-from app.datasets.tables import Dataset, DatasetSample
-from app.db.batch import row_of
-from app.db.migrate import upgrade_to_head
+from app.datasets.tables import Dataset
 from app.db.session import get_engine, new_read_session, new_session
-from app.forget_requests import lookups
-from app.forget_requests.tables import ForgetRequest, IdempotencyKey
+from app.forget_requests.tables import ForgetRequest
 from app.jobs import repository as jobs_repo
 from app.jobs.tables import Job, JobRequest
 from app.models import repository as models_repo
 from app.models.tables import Model
-from tests.helpers import digits, forget, train_ids
+from tests.helpers import forget, train_ids
 
 
 def test_one_engine_and_pool_per_database_however_it_is_asked_for(stack_env):
@@ -110,56 +106,3 @@ def test_hot_path_reads_return_what_the_orm_loads_in_one_statement_each(client, 
     assert splits == {sample_id: "train" for sample_id in ids[:3]}
     assert jobs_repo.request_with_jobs(db, uuid.uuid4()) is None
     assert models_repo.get_with_dataset(db, uuid.uuid4()) is None
-
-
-def _lookups_as_values(found: lookups.SubmitLookups) -> dict:
-    def columns(snapshot, table):
-        return None if snapshot is None else {c.key: getattr(snapshot, c.key) for c in table.c}
-
-    stored = found.stored_answer
-    return {
-        "stored": None
-        if stored is None
-        else (stored.body_sha256, stored.status_code, stored.response, stored.location),
-        "model": columns(found.model, Model.__table__),
-        "dataset": columns(found.dataset, Dataset.__table__),
-        "splits": found.splits,
-    }
-
-
-def test_a_submits_lookups_are_one_statement_on_postgres_and_the_same_answers_on_sqlite(client, model, db, tmp_path):
-    """app.forget_requests.lookups: the stored answer, the model and its dataset and the IDs' splits
-    in one statement on Postgres; SQLite asks one question at a time and must answer the same."""
-    key = f"lookups-{uuid.uuid4().hex}"
-    created = forget(client, model["id"], {"sample_ids": train_ids(label=4, n=1)}, method="finetune", key=key)
-    assert created.status_code == 202
-    # one snapshot of the database for every read below: the worker moves the job and model on meanwhile
-    db.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-    fr = db.get(ForgetRequest, uuid.UUID(created.json()["id"]))
-    ids = train_ids(label=4, n=2) + [str(digits()["ids"][digits()["split"] == "test"][0]), "no-such-sample"]
-    asked = [
-        {"tenant_id": fr.tenant_id, "key": key, "model_id": fr.model_id, "sample_ids": ids},
-        {"tenant_id": fr.tenant_id, "key": "never-used", "model_id": fr.model_id, "sample_ids": []},
-        {"tenant_id": "another-tenant", "key": key, "model_id": uuid.uuid4(), "sample_ids": ids},
-    ]
-    seen = _statements(db)
-    on_postgres = [_lookups_as_values(lookups.submit_lookups(db, **question)) for question in asked]
-    assert len(seen) == 3
-
-    full, no_key, nothing = on_postgres
-    assert full["stored"] == (fr.body_sha256, 202, created.json(), created.headers["location"])
-    assert full["model"]["id"] == fr.model_id and full["dataset"]["id"] == full["model"]["dataset_id"]
-    assert full["splits"] == {ids[0]: "train", ids[1]: "train", ids[2]: "test"}
-    assert no_key["stored"] is None and no_key["model"] == full["model"] and no_key["splits"] == {}
-    assert nothing == {"stored": None, "model": None, "dataset": None, "splits": {}}
-
-    url = f"sqlite:///{tmp_path / 'lookups.db'}"
-    upgrade_to_head(url)
-    with Session(create_engine(url)) as lite:
-        dataset = db.get(Dataset, full["dataset"]["id"])
-        samples = db.scalars(select(DatasetSample).where(DatasetSample.dataset_id == dataset.id)).all()
-        stored = db.get(IdempotencyKey, (fr.tenant_id, key))
-        for obj in [dataset, *samples, db.get(Model, fr.model_id), fr, stored]:
-            table, values = row_of(obj)
-            lite.execute(insert(table), values)
-        assert [_lookups_as_values(lookups.submit_lookups(lite, **question)) for question in asked] == on_postgres

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from app.db.types import utcnow
 from app.forget_requests import service as requests
 from app.forget_requests.schemas import ForgetRequestCreate
 from app.jobs import service as jobs
+from app.jobs import stuck
 from app.jobs.tables import Job
 from app.settings import get_settings
 from tests.helpers import wait_job, wait_request
@@ -98,6 +100,10 @@ def test_a_job_no_live_worker_ever_starts_fails_at_the_send_cap(client, model, d
     fr = _accept_without_publishing(db, model["id"], [7])
     job_id = fr["jobs"][0]["id"]
     _age(db, job_id, enqueued_at=utcnow() - timedelta(minutes=5), unclaimed_sends=cap - 1)
+    deadline = time.monotonic() + 60  # a send counts only while a worker is idle to take it
+    while not stuck.idle_worker_alive():
+        assert time.monotonic() < deadline, "the test worker never became idle"
+        time.sleep(0.2)
 
     report = jobs.reconcile(db)
     commit(db)

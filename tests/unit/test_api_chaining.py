@@ -1,4 +1,4 @@
-"""The API leaves chaining its audit events to the workers unless told otherwise."""
+"""The API chains its own audit events unless told not to (UNLEARND_API_CHAINS_AUDIT=false)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ print(any(t.name == "audit-sequencer" for t in threading.enumerate()))
 """
 
 
-@pytest.mark.parametrize(("setting", "chains"), [(None, "False"), ("true", "True")])
-def test_an_api_process_starts_a_sequencer_thread_only_when_told(tmp_path, setting, chains):
+@pytest.mark.parametrize(("setting", "chains"), [(None, "True"), ("false", "False")])
+def test_an_api_process_starts_a_sequencer_thread_unless_told_not_to(tmp_path, setting, chains):
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARND_")}
     env["UNLEARND_DATABASE_URL"] = f"sqlite:///{tmp_path / 'probe.db'}"  # the thread waits before it connects
     if setting:

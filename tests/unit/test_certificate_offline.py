@@ -147,13 +147,22 @@ def test_verify_file_reads_a_certificate_and_a_key_file_or_string(tmp_path, key,
     assert missing.ok is False and "unreadable certificate file" in missing.reason
 
 
-def test_the_offline_verifier_imports_no_service_code():
-    code = "import app.certificates.offline, sys, json; print(json.dumps(sorted(sys.modules)))"
+OFFLINE_CERTIFICATES = {"app.certificates", "app.certificates.offline", "app.core", "app.core.hashing"}
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("app.certificates.offline", OFFLINE_CERTIFICATES),
+        ("app.audit.offline", OFFLINE_CERTIFICATES | {"app.audit", "app.audit.offline", "app.audit.hashchain"}),
+    ],
+)
+def test_the_offline_verifiers_import_no_service_code(module, allowed):
+    code = f"import {module}, sys, json; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout))
     forbidden = {m for m in loaded if m.split(".")[0] in {"fastapi", "starlette", "sqlalchemy", "psycopg", "celery"}}
     assert not forbidden, forbidden
-    allowed = {"app.certificates", "app.certificates.offline", "app.core", "app.core.hashing"}
     assert {m for m in loaded if m.startswith("app.")} == allowed
 
 

@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from app.settings import Settings
+from app.queue import RECONCILE, celery_app, housekeeping_queue
+from app.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,19 +30,20 @@ def _env(service: dict) -> dict[str, str]:
 
 def test_services_and_dependencies(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "beat"}
-    for name in ("api", "worker", "beat"):
+    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "housekeeping", "beat"}
+    for name in ("api", "worker", "housekeeping", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"] and gpu["count"] == 1
+    assert "deploy" not in services["housekeeping"]  # no GPU for the reconciler
 
 
 def test_environment_matches_the_settings(compose):
     fields = {f"UNLEARND_{name.upper()}" for name in Settings.model_fields}
     services = compose["services"]
-    for name in ("migrate", "api", "worker", "beat"):
+    for name in ("migrate", "api", "worker", "housekeeping", "beat"):
         env = _env(services[name])
         assert set(env) <= fields, set(env) - fields
         # the secret comes from the operator's environment; substitute a value and validate
@@ -79,8 +81,14 @@ def test_commands_point_at_real_entry_points(compose):
     worker_cmd = services["worker"]["command"]
     assert worker_cmd[worker_cmd.index("-Q") + 1] == _env(services["worker"])["UNLEARND_QUEUE_NAME"]
     assert "--concurrency=1" in services["worker"]["command"]
+    # what beat sends goes to the housekeeping queue (app.queue), and one worker takes nothing else
+    housekeeping = services["housekeeping"]["command"]
+    assert housekeeping[:4] == ["celery", "-A", "workers.celery_app", "worker"] and "--concurrency=1" in housekeeping
+    queue = housekeeping_queue(_env(services["housekeeping"])["UNLEARND_QUEUE_NAME"])
+    assert housekeeping[housekeeping.index("-Q") + 1] == queue != worker_cmd[worker_cmd.index("-Q") + 1]
+    assert celery_app().amqp.router.route({}, RECONCILE)["queue"].name == housekeeping_queue(get_settings().queue_name)
     artifact_dir = _env(services["api"])["UNLEARND_ARTIFACT_DIR"]
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "housekeeping"):  # housekeeping purges and sweeps files
         assert f"artifacts:{artifact_dir}" in services[name]["volumes"]
     api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
     assert services["api"]["ports"] == [f"{api_port}:{api_port}"]
@@ -107,3 +115,31 @@ def test_dockerfile_agrees(compose):
     assert compose["services"]["api"]["ports"] == [f"{expose}:{expose}"]
     assert re.search(r"^USER (?!root)", text, re.M)
     assert "ENV UNLEARND_ARTIFACT_DIR=/data/artifacts" in text
+
+
+def _run_commands(text: str) -> list[list[str]]:
+    """Each shell command of the Dockerfile's RUN instructions (continuations joined, split at &&)."""
+    joined = re.sub(r"\\\n", " ", text)
+    runs = [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith("RUN ")]
+    return [shlex.split(part) for run in runs for part in run.split("&&")]
+
+
+def test_volume_mount_points_exist_in_the_image_owned_by_its_user(compose):
+    """A new named volume takes its owner from the image's directory: a mount point the image never
+    creates is root's, and the non-root API could not write the signing key there."""
+    text = (ROOT / "Dockerfile").read_text()
+    user = re.search(r"^USER (\S+)", text, re.M).group(1)
+    commands = _run_commands(text)
+    created = {p for c in commands if c[0] == "mkdir" for p in c[1:] if not p.startswith("-")}
+    owned = {p for c in commands if c[0] == "chown" and c[1].split(":")[0] == user for p in c[2:]}
+    named = set(compose["volumes"])
+    image_services = {n: s for n, s in compose["services"].items() if s.get("image") == "unlearnd:latest"}
+    mounts = {
+        v.split(":")[1] for s in image_services.values() for v in s.get("volumes", []) if v.split(":")[0] in named
+    }
+    assert {"/data/artifacts", "/data/keys"} <= mounts
+    for target in mounts:
+        assert target in created and target in owned, f"{target}: not created and chowned to {user}"
+    key_file = Path(_env(compose["services"]["api"])["UNLEARND_SIGNING_KEY_FILE"])
+    assert "keys:" + str(key_file.parent) in compose["services"]["api"]["volumes"]
+    assert f"UNLEARND_SIGNING_KEY_FILE={key_file}" in text  # the image's default agrees with compose

@@ -24,6 +24,7 @@ SPLITS = ("train", "test", "val")
 MAX_ID_LENGTH = 200
 MAX_LABEL = 9_999
 MAX_UNCOMPRESSED_BYTES = 4 * 1024**3  # all arrays of one .npz together, as loaded in memory
+MAX_ROWS = 1_000_000  # samples of one dataset (workers.engine.text.MAX_DOCUMENTS for documents)
 
 
 class DatasetFormatError(ValueError):
@@ -179,41 +180,45 @@ def validate_arrays(ids, x, y, split=None) -> ArrayDataset:
 _UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError)
 
 
-def _check_declared_sizes(data: bytes, max_bytes: int) -> None:
-    """Every array's header must declare the bytes its member really holds, and the members together
-    stay under ``max_bytes`` uncompressed: numpy allocates what a header declares before it reads,
-    so a few KB of upload could otherwise ask for terabytes (and a zip bomb for gigabytes)."""
+def _check_declared_sizes(data: bytes, max_bytes: int, max_rows: int) -> None:
+    """Before anything is decompressed: every member's zip header (file_size) and .npy header (shape,
+    dtype) must agree, the rows stay under ``max_rows`` and all members together under ``max_bytes``.
+    numpy allocates what a header declares before it reads, and a 1 MB zip of zeros can hold
+    gigabytes; zipfile then never returns more than file_size and checks the CRC of what it returns."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         total = 0
         for info in zf.infolist():
             total += info.file_size
             if total > max_bytes:
-                raise DatasetFormatError(f"the arrays hold more than {max_bytes} bytes uncompressed")
+                raise DatasetFormatError(
+                    f"the arrays hold more than {max_bytes} bytes uncompressed (the limit; "
+                    f"{info.filename} alone declares {info.file_size})"
+                )
             if not info.filename.endswith(".npy"):
                 continue
             with zf.open(info) as f:
                 version = np.lib.format.read_magic(f)
                 if version not in ((1, 0), (2, 0)):
-                    continue  # numpy itself says what is wrong with it
+                    raise DatasetFormatError(f"{info.filename} is .npy format {version}; only 1.0 and 2.0 are read")
                 read_header = (
                     np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 )
                 shape, _, dtype = read_header(f)
-                if dtype.hasobject:
-                    continue  # refused below without being unpickled
                 declared = math.prod(shape) * dtype.itemsize
-                if declared != info.file_size - f.tell():
+                if not dtype.hasobject and declared != info.file_size - f.tell():  # object arrays: refused below
                     raise DatasetFormatError(
                         f"{info.filename} declares shape {shape} of {dtype} ({declared} bytes) but holds "
                         f"{info.file_size - f.tell()} bytes"
                     )
+                if shape and shape[0] > max_rows:
+                    raise DatasetFormatError(f"{info.filename} has {shape[0]} rows; at most {max_rows} are allowed")
 
 
-def parse_npz(data: bytes, max_bytes: int = MAX_UNCOMPRESSED_BYTES) -> ArrayDataset:
+def parse_npz(data: bytes, max_bytes: int = MAX_UNCOMPRESSED_BYTES, max_rows: int = MAX_ROWS) -> ArrayDataset:
     """Parse and validate an uploaded .npz; DatasetFormatError says what is wrong."""
     try:
         if zipfile.is_zipfile(io.BytesIO(data)):
-            _check_declared_sizes(data, max_bytes)
+            _check_declared_sizes(data, max_bytes, max_rows)
         npz = np.load(io.BytesIO(data), allow_pickle=False)
     except DatasetFormatError:
         raise

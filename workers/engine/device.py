@@ -29,7 +29,7 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def _set_layout(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
-    from workers.engine.architectures.base import ToImage
+    from workers.engine.architectures.modules import ToImage
 
     model = model.to(memory_format=memory_format)
     for m in model.modules():

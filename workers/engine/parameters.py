@@ -6,21 +6,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
 
 import torch
-from pydantic import StringConstraints
 from torch import nn
 
 from workers.engine.tensors import LabelledTensors
-
-# A layer-name prefix as torch names parameters: dotted module names (``fc2``, ``layer4.1.conv2``).
-LayerName = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
-]
-
-# A document's ID as text datasets allow them (workers.engine.text): printable, at most 200 characters.
-DocumentId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class ParameterSelectionError(ValueError):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TrainingRecipe(BaseModel):
@@ -21,6 +23,8 @@ class TrainingRecipe(BaseModel):
 
 
 def make_optimizer(params, recipe: TrainingRecipe, lr: float | None = None) -> torch.optim.Optimizer:
+    import torch  # here, not at the top: the API validates recipes without torch
+
     lr = recipe.lr if lr is None else lr
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)

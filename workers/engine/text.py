@@ -22,10 +22,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from workers.engine.datasets import (
     MAX_ID_LENGTH,
@@ -35,7 +34,11 @@ from workers.engine.datasets import (
     _hash_split,
 )
 from workers.engine.holdout import Role, held_out_rows
-from workers.engine.tensors import LabelledTensors
+
+if TYPE_CHECKING:
+    import torch
+
+    from workers.engine.tensors import LabelledTensors
 
 MAX_JSONL_BYTES = 1024**3
 MAX_DOCUMENTS = 1_000_000
@@ -173,6 +176,8 @@ def parse_jsonl(
             doc = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetFormatError(f"line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:  # json's C parser recurses once per [ or {: a few KB can exhaust it
+            raise DatasetFormatError(f"line {n}: the JSON is nested too deeply") from None
         if not isinstance(doc, dict):
             raise DatasetFormatError(f"line {n}: expected an object with id and text, got {type(doc).__name__}")
         missing = [k for k in ("id", "text") if k not in doc]
@@ -314,6 +319,10 @@ def lm_tensors(
     ``x`` the token IDs (int64, ``[n, context_length]``: not floats, the model embeds them), ``y`` the
     labels (the tokens, ``IGNORE_INDEX`` on padding) and, with ``with_ids``, ``ids`` each block's
     document ID (what per-document batching, the update log and forgetting go by)."""
+    import torch  # here: the API parses text datasets with this module, without torch
+
+    from workers.engine.tensors import LabelledTensors
+
     rows = np.asarray(rows, dtype=np.int64)
     x = torch.from_numpy(np.ascontiguousarray(blocks.tokens[rows])).long().to(device)
     y = torch.from_numpy(np.ascontiguousarray(blocks.labels[rows])).long().to(device)

@@ -12,7 +12,8 @@ Steps are grouped into chunk files (safetensors, one per ``chunk_steps`` steps),
 step. Optionally the first epoch's per-sample gradients of chosen layers are kept too (gradient
 ascent with first-epoch gradients, seed paper 002). A purge rewrites a chunk without some steps
 (:mod:`workers.engine.log_chunks`); the readers look each step up by its keys, so the remaining
-steps of a rewritten chunk read exactly as before.
+steps of a rewritten chunk read exactly as before. The config and the manifest are torch-free, in
+:mod:`workers.engine.log_manifest` (the API reads them); this module re-exports them.
 
 A step leaves the log in one of two ways, and the log remembers which: ``subtracted`` (amnesiac
 unlearning subtracted its delta: every sample's influence in it is gone) or ``purged`` (an erasure by
@@ -27,91 +28,24 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load as load_tensors
 
-FORMAT = "unlearnd-update-log/1"
-# What became of a recorded step: still in the log, subtracted from the model, or purged without that
-LIVE, SUBTRACTED, PURGED = "live", "subtracted", "purged"
-STEP_STATES = (LIVE, SUBTRACTED, PURGED)
-
-
-class RecorderConfig(BaseModel):
-    """How a training run's updates are recorded."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["dense", "pruned"] = Field(
-        "dense", description="dense: whole deltas (amnesiac); pruned: top-p entries per tensor (partial amnesiac)."
-    )
-    top_p: float = Field(0.1, gt=0, le=1, description="pruned: fraction of entries kept per tensor.")
-    top_p_per_layer: dict[str, float] = Field(
-        default_factory=dict, description="pruned: per-layer overrides, layer name prefix -> fraction."
-    )
-    fp16: bool = Field(False, description="Store values in float16 (half the bytes).")
-    chunk_steps: int = Field(64, ge=1, le=100_000, description="Steps per chunk file.")
-    first_epoch_gradients: list[str] | None = Field(
-        None, description="Also record each sample's first-epoch gradient for these layers (name prefixes)."
-    )
-
-    def top_p_for(self, param: str) -> float:
-        for prefix, p in self.top_p_per_layer.items():
-            if param == prefix or param.startswith(prefix + "."):
-                return p
-        return self.top_p
-
-
-@dataclass(frozen=True)
-class ChunkRef:
-    index: int
-    key: str  # where the sink put it (an artifact key, a file name)
-    sha256: str
-    size: int
-    kind: Literal["deltas", "gradients"] = "deltas"
-
-
-@dataclass
-class StepEntry:
-    step: int  # 0-based, in training order
-    epoch: int
-    batch: int
-    sample_ids: list[str]
-    chunk: int
-    grad_chunk: int | None = None
-
-
-@dataclass
-class UpdateLogManifest:
-    config: RecorderConfig
-    param_shapes: dict[str, list[int]]
-    entries: list[StepEntry] = field(default_factory=list)
-    chunks: list[ChunkRef] = field(default_factory=list)
-    dense_bytes: int = 0  # what the same steps take as dense fp32 deltas: the storage baseline
-
-    @property
-    def stored_bytes(self) -> int:
-        return sum(c.size for c in self.chunks if c.kind == "deltas")
-
-    @property
-    def gradient_bytes(self) -> int:
-        return sum(c.size for c in self.chunks if c.kind == "gradients")
-
-    @property
-    def storage_ratio(self) -> float:
-        return self.stored_bytes / self.dense_bytes if self.dense_bytes else 0.0
-
-
-class ChunkSink(Protocol):
-    def write_chunk(self, index: int, kind: str, data: bytes) -> ChunkRef: ...
-
-
-class ChunkSource(Protocol):
-    def read_chunk(self, ref: ChunkRef) -> bytes: ...
-
+from workers.engine.log_manifest import (
+    FORMAT,
+    LIVE,
+    PURGED,
+    STEP_STATES,
+    SUBTRACTED,
+    ChunkRef,
+    ChunkSink,
+    ChunkSource,
+    RecorderConfig,
+    StepEntry,
+    UpdateLogManifest,
+)
 
 # ---- encoding ---------------------------------------------------------------------------------
 # One step is stored as few tensors as possible (safetensors spends a header entry per tensor): the
@@ -407,3 +341,25 @@ class ManifestReader(UpdateLogReader):
 
     def read_chunk(self, ref: ChunkRef) -> bytes:
         return self.source.read_chunk(ref)
+
+
+__all__ = [
+    "FORMAT",
+    "LIVE",
+    "PURGED",
+    "STEP_STATES",
+    "SUBTRACTED",
+    "ChunkRef",
+    "ChunkSink",
+    "ChunkSource",
+    "LogCoverage",
+    "ManifestReader",
+    "RecorderConfig",
+    "StepEntry",
+    "StepInfo",
+    "UpdateLogManifest",
+    "UpdateLogReader",
+    "decode_flat",
+    "decode_step",
+    "encode_step",
+]

@@ -11,11 +11,11 @@ transitions are compare-and-sets and the job's ownership is re-read inside each 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay, wait_exponential
 
 from app.settings import get_settings
 
@@ -28,17 +28,19 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 def with_db_retry(write: Callable[[], T], what: str) -> T:
-    """Run ``write`` (which opens, uses and commits its own session) until it gets through."""
-    deadline = time.monotonic() + get_settings().worker_db_retry_s
-    delay = 0.2
-    while True:
-        try:
-            return write()
-        except Exception as exc:
-            if not is_connection_error(exc) or time.monotonic() + delay > deadline:
-                raise
-            log.warning(
-                "database unreachable while writing %s (%s); retrying in %.1f s", what, type(exc).__name__, delay
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """Run ``write`` (which opens, uses and commits its own session) until it gets through: waits of
+    0.2 s doubling up to 5 s, never one that would end past the deadline; then the last error."""
+
+    def warn(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning("database unreachable while writing %s (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+
+    retrying = Retrying(
+        retry=retry_if_exception(is_connection_error),
+        wait=wait_exponential(multiplier=0.2, max=5.0),
+        stop=stop_before_delay(get_settings().worker_db_retry_s),
+        before_sleep=warn,
+        reraise=True,
+    )
+    return retrying(write)

@@ -101,8 +101,10 @@ def _run_claimed(job: Job, actor: str) -> None:
                 )
                 commit(db)
 
+        committing = time.perf_counter()
         with_db_retry(final_transaction, f"job {job.id} result")
-        log.info("job %s succeeded", job.id)
+        # a worker killed inside it repeats the whole attempt: how long that window is, per job
+        log.info("job %s succeeded", job.id, extra={"final_transaction_s": round(time.perf_counter() - committing, 3)})
         if job.kind == "unlearn":  # no residual copies: earlier versions' files, update-log records
             purge_retired_versions(actor)
             purge_update_logs(actor, job_id=job.id)

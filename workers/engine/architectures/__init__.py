@@ -3,9 +3,10 @@
 A deployment adds an architecture by installing a package that declares, in its pyproject.toml::
 
     [project.entry-points."unlearnd.architectures"]
-    my_net = "my_package.nets:MY_NET"   # an Architecture instance
+    my_net = "my_package.nets:MY_NET"   # an Architecture instance (with ``layout``, the API stays torch-free)
 
-Only names in this registry can be built: an import path never comes from an HTTP request.
+Only names in this registry can be built: an import path never comes from an HTTP request. This
+package imports no torch (the API lists, validates and lays out architectures with it); building does.
 """
 
 from __future__ import annotations
@@ -13,22 +14,18 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import ValidationError
-from torch import nn
 
 from workers.engine.architectures.base import Architecture, ArchitectureConfig, ArchitectureError
-from workers.engine.architectures.cnn_small import CNN_SMALL
-from workers.engine.architectures.gpt2 import GPT2
-from workers.engine.architectures.mlp import MLP
-from workers.engine.architectures.resnet18 import RESNET18
-from workers.engine.checkpoints import stored_state
+from workers.engine.architectures.catalog import BUILTIN
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "unlearnd.architectures"
-BUILTIN = (MLP, CNN_SMALL, RESNET18, GPT2)
 
 
 @lru_cache
@@ -64,10 +61,18 @@ def expected_tensors(
     name: str, config: dict[str, Any] | None, input_shape: tuple[int, ...], num_classes: int
 ) -> dict[str, tuple[int, ...]]:
     """State-dict keys and shapes as a checkpoint stores them (a tied weight once, under its first
-    name: see workers.engine.checkpoints), built on the meta device (no memory, no init cost).
+    name: see workers.engine.checkpoints): the architecture's ``layout``, or for one without, the
+    model built on the meta device (no memory, no init cost, but torch).
 
     For a language model (gpt2) ``input_shape`` is ``(sequence_length,)`` and ``num_classes`` the
     tokenizer's vocabulary size."""
+    arch = get_architecture(name)
+    if arch.layout is not None:
+        return arch.layout(parse_config(name, config), tuple(input_shape), num_classes)
+    import torch
+
+    from workers.engine.checkpoints import stored_state
+
     with torch.device("meta"):
         model = build_model(name, config, input_shape, num_classes)
     return {k: tuple(v.shape) for k, v in stored_state(model).items()}

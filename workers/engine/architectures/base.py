@@ -1,11 +1,18 @@
+"""What an architecture is (torch-free: the API lists, validates and lays them out without torch)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import BaseModel, ConfigDict
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# (config, input_shape, num_classes) -> {state-dict name: shape}, as a checkpoint stores it
+Layout = Callable[["ArchitectureConfig", tuple[int, ...], int], dict[str, tuple[int, ...]]]
 
 
 class ArchitectureConfig(BaseModel):
@@ -27,6 +34,8 @@ class Architecture:
     build: Callable[[ArchitectureConfig, tuple[int, ...], int], nn.Module]
     # "classifier" (trained on .npz array datasets) or "language_model" (JSON Lines text datasets)
     kind: str = "classifier"
+    # the checkpoint's tensors without building the model (so without torch); None: built on the meta device
+    layout: Layout | None = None
 
 
 def image_shape(input_shape: tuple[int, ...], arch: str) -> tuple[int, int, int]:
@@ -38,16 +47,3 @@ def image_shape(input_shape: tuple[int, ...], arch: str) -> tuple[int, int, int]
     raise ArchitectureError(
         f"{arch} needs image inputs shaped (H, W) or (C, H, W); this dataset's rows are {input_shape}"
     )
-
-
-class ToImage(nn.Module):
-    """Reshape flat or (H, W) rows to (N, C, H, W), in the memory format the convolutions run fastest
-    in (see workers.engine.device.prepare_model)."""
-
-    def __init__(self, shape: tuple[int, int, int]):
-        super().__init__()
-        self.shape = shape
-        self.memory_format = torch.contiguous_format
-
-    def forward(self, x):
-        return x.reshape(x.shape[0], *self.shape).contiguous(memory_format=self.memory_format)

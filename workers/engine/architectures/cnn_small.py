@@ -1,22 +1,14 @@
+"""cnn_small: 3x3 conv + ReLU + max-pool blocks, then two linear layers (config and layout: catalog.py)."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Annotated
 
-from pydantic import Field
 from torch import nn
 
-from workers.engine.architectures.base import Architecture, ArchitectureConfig, ToImage, image_shape
-
-
-class CNNSmallConfig(ArchitectureConfig):
-    channels: list[Annotated[int, Field(ge=1, le=512)]] = Field(
-        default=[16, 32],
-        min_length=1,
-        max_length=4,
-        description="Output channels of each 3x3 conv block (conv, ReLU, 2x2 max-pool); 1-512 each.",
-    )
-    hidden: int = Field(default=64, ge=1, le=4096, description="Width of the hidden fully connected layer.")
+from workers.engine.architectures.base import image_shape
+from workers.engine.architectures.catalog import CNNSmallConfig
+from workers.engine.architectures.modules import ToImage
 
 
 def build_cnn_small(config: CNNSmallConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -37,11 +29,3 @@ def build_cnn_small(config: CNNSmallConfig, input_shape: tuple[int, ...], num_cl
         fc2=nn.Linear(config.hidden, num_classes),
     )
     return nn.Sequential(OrderedDict(layers))
-
-
-CNN_SMALL = Architecture(
-    name="cnn_small",
-    description="Small conv net: 3x3 conv + ReLU + max-pool blocks, then two linear layers.",
-    config_model=CNNSmallConfig,
-    build=build_cnn_small,
-)

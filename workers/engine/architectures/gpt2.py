@@ -6,80 +6,26 @@ In the registry's ``build(config, input_shape, num_classes)`` a language model r
 ``lm_head.weight`` is tied to the input embedding ``transformer.wte.weight``: one tensor under two
 names (checkpoints store it once, see workers.engine.checkpoints).
 
-transformers is imported when a model is built, not when the registry loads.
-
-Parameter groups (what gradient_ascent's ``layers`` and the recorder's first-epoch gradients take,
-see :func:`resolve_layer_groups`): ``embedding`` (the token embedding ``transformer.wte``, which is
-also the tied output layer: the default for unlearning a language model, seed paper 002),
-``positions`` (``transformer.wpe``), ``block0`` .. ``blockN`` (``transformer.h.N``), ``final_norm``
-(``transformer.ln_f``) and ``all`` (every parameter); any other name is a parameter-name prefix.
+The config, the layout and the parameter groups (``embedding``, ``block0``, ...) are torch-free, in
+catalog.py; transformers is imported when a model is built or a BPE tokenizer made.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
-from torch import nn
+from workers.engine.architectures.base import ArchitectureError
+from workers.engine.architectures.catalog import (
+    EMBEDDING_LAYERS,
+    LAYER_GROUPS,
+    MAX_VOCAB_SIZE,
+    GPT2ArchConfig,
+    check_gpt2,
+    resolve_layer_groups,
+)
 
-from workers.engine.architectures.base import Architecture, ArchitectureConfig, ArchitectureError
-
-MAX_VOCAB_SIZE = 262_144
-EMBEDDING_LAYERS = ["transformer.wte"]  # the token embedding (= the tied lm_head): the default group
-LAYER_GROUPS = {"embedding": "transformer.wte", "positions": "transformer.wpe", "final_norm": "transformer.ln_f"}
-_BLOCK = re.compile(r"^block(\d+)$")
-
-
-def resolve_layer_groups(layers: list[str] | None) -> list[str] | None:
-    """Named GPT-2 parameter groups -> parameter-name prefixes (for ``select_parameters``).
-
-    ``None`` stays ``None`` (every parameter), as does any list holding ``"all"``; ``embedding``,
-    ``positions``, ``final_norm`` and ``blockN`` map to their modules; anything else is kept as the
-    prefix it already is (``transformer.h.1.mlp``). Order is kept, duplicates dropped."""
-    if layers is None or "all" in layers:
-        return None
-    out: list[str] = []
-    for name in layers:
-        block = _BLOCK.match(name)
-        prefix = f"transformer.h.{block.group(1)}" if block else LAYER_GROUPS.get(name, name)
-        if prefix not in out:
-            out.append(prefix)
-    return out
-
-
-class GPT2ArchConfig(ArchitectureConfig):
-    n_layer: int = Field(default=2, ge=1, le=48, description="Transformer blocks.")
-    n_head: int = Field(default=2, ge=1, le=64, description="Attention heads per block.")
-    n_embd: int = Field(default=64, ge=8, le=4096, description="Hidden width (a multiple of n_head).")
-    context_length: int = Field(default=128, ge=8, le=4096, description="Longest token sequence (n_positions).")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Residual, embedding and attention dropout.")
-    tokenizer: Literal["byte", "bpe"] = Field(
-        default="byte",
-        description="byte: UTF-8 bytes + <eos> (257 tokens, no files); bpe: GPT-2 byte-level BPE from "
-        "bpe_vocab_path and bpe_merges_path.",
-    )
-    bpe_vocab_path: str | None = Field(
-        default=None, max_length=4096, description="bpe: the vocab.json, a path on the server (never downloaded)."
-    )
-    bpe_merges_path: str | None = Field(
-        default=None, max_length=4096, description="bpe: the merges.txt, a path on the server (never downloaded)."
-    )
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self):
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        return self
-
-    @model_validator(mode="after")
-    def _tokenizer_files(self):
-        files = (self.bpe_vocab_path, self.bpe_merges_path)
-        if self.tokenizer == "bpe" and None in files:
-            raise ValueError("tokenizer 'bpe' needs both bpe_vocab_path and bpe_merges_path")
-        if self.tokenizer == "byte" and files != (None, None):
-            raise ValueError("bpe_vocab_path and bpe_merges_path are for tokenizer 'bpe' only")
-        return self
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def tokenizer_for(config: dict[str, Any] | GPT2ArchConfig | None):
@@ -119,19 +65,19 @@ def build_gpt2(config: dict[str, Any] | GPT2ArchConfig | None, vocab_size: int) 
     return GPT2LMHeadModel(hf_config)
 
 
-def _build(config: GPT2ArchConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    if len(input_shape) != 1 or not 1 <= input_shape[0] <= config.context_length:
-        raise ArchitectureError(
-            f"gpt2 needs token sequences shaped (length,) with length at most context_length "
-            f"({config.context_length}); this dataset's rows are {input_shape}"
-        )
+def build_gpt2_for(config: GPT2ArchConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The registry's build: ``input_shape`` (sequence_length,), ``num_classes`` the vocabulary size."""
+    check_gpt2(config, input_shape, num_classes)
     return build_gpt2(config, num_classes)
 
 
-GPT2 = Architecture(
-    name="gpt2",
-    description="GPT-2 causal language model (transformers GPT2LMHeadModel); classes are the vocabulary.",
-    config_model=GPT2ArchConfig,
-    build=_build,
-    kind="language_model",
-)
+__all__ = [
+    "EMBEDDING_LAYERS",
+    "LAYER_GROUPS",
+    "MAX_VOCAB_SIZE",
+    "GPT2ArchConfig",
+    "build_gpt2",
+    "build_gpt2_for",
+    "resolve_layer_groups",
+    "tokenizer_for",
+]

@@ -1,16 +1,14 @@
-"""ResNet-18 in the CIFAR style (He et al. 2016): 3x3 stem, no max-pool, four stages of two blocks."""
+"""ResNet-18 in the CIFAR style (He et al. 2016): 3x3 stem, no max-pool, four stages of two blocks.
+Config and layout: catalog.py."""
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from workers.engine.architectures.base import Architecture, ArchitectureConfig, ToImage, image_shape
-
-
-class ResNet18Config(ArchitectureConfig):
-    width: int = Field(default=64, ge=4, le=256, description="Channels of the first stage (then x2, x4, x8).")
+from workers.engine.architectures.base import image_shape
+from workers.engine.architectures.catalog import ResNet18Config
+from workers.engine.architectures.modules import ToImage
 
 
 class BasicBlock(nn.Module):
@@ -53,11 +51,3 @@ class ResNet18(nn.Module):
 
 def build_resnet18(config: ResNet18Config, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return ResNet18(image_shape(input_shape, "resnet18"), num_classes, config.width)
-
-
-RESNET18 = Architecture(
-    name="resnet18",
-    description="CIFAR-style ResNet-18 (3x3 stem, no max-pool) with configurable base width.",
-    config_model=ResNet18Config,
-    build=build_resnet18,
-)

@@ -1,32 +1,24 @@
-"""Method registry: one file per method, one instance each, looked up by name."""
+"""Unlearning methods: one file per method, one instance each, looked up by name.
+
+``catalog`` describes them (params, scopes, kinds) without torch, for the API; the implementations
+need torch, so ``METHODS``, ``get_method``, ``UnlearningMethod`` and ``UnlearningTask`` load on first
+use (PEP 562) and importing ``workers.engine.methods.catalog`` stays torch-free.
+"""
 
 from __future__ import annotations
 
-from workers.engine.methods.amnesiac import Amnesiac
-from workers.engine.methods.base import (
-    MethodNotApplicable,
-    MethodParams,
-    Scope,
-    UnlearningMethod,
-    UnlearningTask,
-)
-from workers.engine.methods.finetune import Finetune
-from workers.engine.methods.gradient_ascent import GradientAscent
-from workers.engine.methods.label_flip import LabelFlip
-from workers.engine.methods.partial_amnesiac import PartialAmnesiac
-from workers.engine.methods.retrain import Retrain
-from workers.engine.methods.unsir import Unsir
+import importlib
+from typing import Any
 
-METHODS: dict[str, UnlearningMethod] = {
-    m.name: m for m in (Retrain(), Finetune(), Amnesiac(), PartialAmnesiac(), LabelFlip(), GradientAscent(), Unsir())
-}
+from workers.engine.methods.catalog import MethodNotApplicable, MethodParams, Scope
+
+_LAZY = {"METHODS": "registry", "get_method": "registry", "UnlearningMethod": "base", "UnlearningTask": "base"}
 
 
-def get_method(name: str) -> UnlearningMethod:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(METHODS)}") from None
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
 
 
 __all__ = [

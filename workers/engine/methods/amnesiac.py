@@ -8,26 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from workers.engine.amnesia import subtract_steps
-from workers.engine.methods.base import MethodParams, UnlearningMethod, UnlearningTask
+from workers.engine.methods.base import UnlearningMethod, UnlearningTask
+from workers.engine.methods.catalog import AmnesiacParams, AmnesiacSpec
 from workers.engine.methods.log_checks import require_complete_steps
 from workers.engine.training import seed_everything, steps_per_epoch, train
 
 REPAIR_THRESHOLD = 0.01  # the paper: with <= 1% of batches removed, accuracy holds without repair
-
-
-class AmnesiacParams(MethodParams):
-    repair_epochs: int | None = Field(
-        None,
-        ge=0,
-        le=20,
-        description="Epochs of fine-tuning on the retain set after subtracting. Default: 1 if more than 1% "
-        "of the recorded steps were removed, else 0 (after the paper).",
-    )
-    repair_lr: float | None = Field(None, gt=0, le=10, description="Repair learning rate (default: the recipe's).")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the repair's batch order.")
 
 
 def _steps_to_remove(task: UnlearningTask) -> list[int]:
@@ -78,12 +65,7 @@ def run_subtraction(task: UnlearningTask, params: AmnesiacParams, prune_top_p: f
     return task.model.eval()
 
 
-class Amnesiac(UnlearningMethod):
-    name = "amnesiac"
-    summary = "Subtract the recorded updates of every training step that saw a forget sample (needs an update log)."
-    Params = AmnesiacParams
-    needs_update_log = True
-
+class Amnesiac(AmnesiacSpec, UnlearningMethod):
     def planned_steps(self, task: UnlearningTask, params: AmnesiacParams) -> int:
         return len(_steps_to_remove(task))
 

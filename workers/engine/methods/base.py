@@ -15,26 +15,24 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from workers.engine.methods.catalog import (
+    LANGUAGE_MODEL_METHODS,
+    Kind,
+    MethodNotApplicable,
+    MethodParams,
+    MethodSpec,
+    Scope,
+)
 from workers.engine.objectives import Objective, objective_for
 from workers.engine.recipe import TrainingRecipe
 from workers.engine.runtime import Progress
 from workers.engine.tensors import LabelledTensors
 from workers.engine.update_log import LogCoverage, UpdateLogReader
-
-Scope = Literal["sample_ids", "class_labels"]
-Kind = Literal["classifier", "language_model"]
-
-
-class MethodParams(BaseModel):
-    """Base of every method's params: unknown keys are an error."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
@@ -76,13 +74,6 @@ class UnlearningTask:
         labels = torch.unique(self.forget.y)
         rows = torch.isin(self.holdout.y, labels).nonzero()[:, 0]
         return self.holdout.subset(rows) if len(rows) else None
-
-
-LANGUAGE_MODEL_METHODS = ("gradient_ascent", "finetune", "amnesiac", "partial_amnesiac", "retrain")
-
-
-class MethodNotApplicable(ValueError):
-    """The method cannot serve this scope or model; the message says why and what would."""
 
 
 class IncompleteUpdateLog(MethodNotApplicable):
@@ -146,39 +137,8 @@ class IncompleteUpdateLog(MethodNotApplicable):
         return out
 
 
-class UnlearningMethod(abc.ABC):
-    name: ClassVar[str]
-    summary: ClassVar[str]
-    Params: ClassVar[type[MethodParams]] = MethodParams
-    scopes: ClassVar[frozenset[Scope]] = frozenset({"sample_ids", "class_labels"})
-    needs_update_log: ClassVar[bool] = False
-    kinds: ClassVar[frozenset[str]] = frozenset({"classifier", "language_model"})
-    # why a method that does not serve language models does not, and what does
-    not_for_language_models: ClassVar[str] = "it needs a classifier"
-
-    def parse_params(self, params: dict[str, Any] | None) -> MethodParams:
-        return self.Params.model_validate(params or {})
-
-    def check_applicable(self, scope: Scope, has_update_log: bool, kind: str = "classifier") -> None:
-        if kind not in self.kinds:
-            if kind == "language_model":
-                raise MethodNotApplicable(
-                    f"{self.name} {self.not_for_language_models}; for language models use "
-                    f"{', '.join(LANGUAGE_MODEL_METHODS[:-1])} or {LANGUAGE_MODEL_METHODS[-1]}"
-                )
-            raise MethodNotApplicable(
-                f"{self.name} works only with {' or '.join(sorted(self.kinds))} models, not {kind}"
-            )
-        if kind == "language_model" and scope != "sample_ids":
-            raise MethodNotApplicable(f"language models forget documents: scope sample_ids (document IDs), not {scope}")
-        if scope not in self.scopes:
-            raise MethodNotApplicable(
-                f"{self.name} works only with scope {' or '.join(sorted(self.scopes))}, not {scope}"
-            )
-        if self.needs_update_log and not has_update_log:
-            raise MethodNotApplicable(
-                f"{self.name} subtracts recorded training updates, and this model was trained without an update log"
-            )
+class UnlearningMethod(MethodSpec, abc.ABC):
+    """A method's spec (workers.engine.methods.catalog) plus how it runs."""
 
     def planned_steps(self, task: UnlearningTask, params: MethodParams) -> int | None:
         """Batches the run will take, for progress; None if unknown in advance."""
@@ -187,3 +147,15 @@ class UnlearningMethod(abc.ABC):
     @abc.abstractmethod
     def run(self, task: UnlearningTask, params: MethodParams) -> nn.Module:
         """Return the unlearned model (``task.model`` changed in place, or a new one)."""
+
+
+__all__ = [
+    "LANGUAGE_MODEL_METHODS",
+    "IncompleteUpdateLog",
+    "Kind",
+    "MethodNotApplicable",
+    "MethodParams",
+    "Scope",
+    "UnlearningMethod",
+    "UnlearningTask",
+]

@@ -5,29 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from workers.engine.methods.base import MethodParams, UnlearningTask
-from workers.engine.parameters import EntryGuard, LayerName, select_parameters, summed_gradients, top_p_masks
+from workers.engine.methods.base import UnlearningTask
+from workers.engine.methods.catalog import PartialParams
+from workers.engine.parameters import EntryGuard, select_parameters, summed_gradients, top_p_masks
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import shuffled_batches
-
-
-class PartialParams(MethodParams):
-    """Layer-wise partial updates (seed paper 000): the same knobs for label_flip and gradient_ascent."""
-
-    partial: bool = Field(
-        False,
-        description="Update only the top-p entries of each tensor, ranked by the "
-        "gradient of the forget objective on the forget set (computed once, at the start).",
-    )
-    top_p: float = Field(0.1, gt=0, le=1, description="With partial: the fraction of each tensor that may change.")
-    layers: list[LayerName] | None = Field(
-        None,
-        min_length=1,
-        description="Change only these layers (parameter name prefixes such as fc2 or layer4); default: every layer.",
-    )
 
 
 def guard_for(

@@ -31,90 +31,23 @@ not apply.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch.nn import functional as F
 
 from workers.engine.architectures.gpt2 import EMBEDDING_LAYERS, resolve_layer_groups
 from workers.engine.evaluation import accuracy
 from workers.engine.methods.base import MethodNotApplicable, UnlearningMethod, UnlearningTask
-from workers.engine.methods.common import PartialParams, endless_batches, guard_for, penultimate_features
+from workers.engine.methods.catalog import GradientAscentParams, GradientAscentSpec
+from workers.engine.methods.common import endless_batches, guard_for, penultimate_features
 from workers.engine.methods.log_checks import require_first_epoch_steps
 from workers.engine.metrics import mean_loss
-from workers.engine.parameters import DocumentId, LayerName, frozen_norm_statistics, select_parameters, summed_gradients
+from workers.engine.parameters import frozen_norm_statistics, select_parameters, summed_gradients
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import Stepper, seed_everything, shuffled_batches, steps_per_epoch
 
 
-class GradientAscentParams(PartialParams):
-    layers: list[LayerName] | None = Field(
-        None,
-        min_length=1,
-        description="Change only these layers: parameter name prefixes (fc2, layer4, transformer.h.1.mlp) "
-        "or, for language models, the groups embedding (the token embedding, tied to the output layer), "
-        "positions, block0..blockN, final_norm; all: every layer. Default: every layer for a classifier, "
-        "the embedding for a language model.",
-    )
-    lr: float | None = Field(
-        None,
-        gt=0,
-        le=100,
-        description="SGD learning rate of the ascent (default 0.01; 0.5 with a classifier's "
-        "first-epoch gradients, a fixed direction that tolerates longer steps; a language model's "
-        "first-epoch direction is rescaled to the current gradient's norm, so 0.01 serves both).",
-    )
-    batch_size: int | None = Field(None, ge=1, le=65536, description="Forget batch size (default: the recipe's).")
-    max_epochs: int = Field(20, ge=1, le=1000, description="Cap on passes over the forget set.")
-    retain_weight: float = Field(
-        1.0, ge=0, le=100, description="Weight of a cross-entropy term on a retain batch per step (0: pure ascent)."
-    )
-    gradients: Literal["current", "first_epoch"] = Field(
-        "current", description="Ascent direction: the current gradient, or each sample's first-epoch gradient."
-    )
-    stop: Literal["calibrated", "max_epochs"] = Field(
-        "calibrated", description="calibrated: stop at the level of unseen data; max_epochs: run the cap."
-    )
-    target_forget_accuracy: float = Field(
-        0.0, ge=0, le=1, description="Class scope: stop once the forget-set accuracy is at or below this."
-    )
-    check_every: int = Field(1, ge=1, le=100_000, description="Steps between calibration checks.")
-    recalibrate: bool | None = Field(
-        None,
-        description="Measure the held-out loss again at every check (the unseen data as the model being "
-        "unlearned sees it now) instead of once at the start. Default: on for language models (an ascent "
-        "also raises the loss of text the forgotten documents share with unseen ones, e.g. a template, so a "
-        "fixed target is reached before the document-specific part is forgotten), off for classifiers.",
-    )
-    calibration_documents: list[DocumentId] | None = Field(
-        None,
-        min_length=1,
-        max_length=10_000,
-        description="Language models: held-out (test or val) documents comparable to the forgotten "
-        "ones; the ascent stops at their loss level. Default: every held-out document.",
-    )
-    probe_samples: int = Field(
-        512,
-        ge=16,
-        le=1_000_000,
-        description="Calibration checks measure a seeded "
-        "random subset of this many forget samples (the whole set if smaller).",
-    )
-    fuzzy_threshold: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="Also unlearn retain samples at least this cosine-similar to a forget sample (near-duplicates).",
-    )
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the batch order.")
-
-
-class GradientAscent(UnlearningMethod):
-    name = "gradient_ascent"
-    summary = "Ascend the forget-set loss (current or first-epoch gradients) until it reaches unseen-data level."
-    Params = GradientAscentParams
-
+class GradientAscent(GradientAscentSpec, UnlearningMethod):
     def planned_steps(self, task: UnlearningTask, params: GradientAscentParams) -> int:
         return params.max_epochs * steps_per_epoch(len(task.forget), params.batch_size or task.recipe.batch_size)
 

@@ -5,32 +5,18 @@ class (a fresh draw per sample per epoch), interleaved with retain batches to ho
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch.nn import functional as F
 
 from workers.engine.methods.base import UnlearningMethod, UnlearningTask
-from workers.engine.methods.common import PartialParams, endless_batches, guard_for, random_wrong_labels
+from workers.engine.methods.catalog import LabelFlipParams, LabelFlipSpec
+from workers.engine.methods.common import endless_batches, guard_for, random_wrong_labels
 from workers.engine.parameters import frozen_norm_statistics
 from workers.engine.recipe import make_optimizer
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import Stepper, seed_everything, shuffled_batches, steps_per_epoch
 
 
-class LabelFlipParams(PartialParams):
-    epochs: int = Field(3, ge=1, le=100, description="Passes over the forget set.")
-    lr: float | None = Field(None, gt=0, le=10, description="Learning rate (default: the recipe's).")
-    batch_size: int | None = Field(None, ge=1, le=65536, description="Batch size (default: the recipe's).")
-    retain_batches: int = Field(1, ge=0, le=100, description="Retain batches after each forget batch.")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the wrong labels and the batch order.")
-
-
-class LabelFlip(UnlearningMethod):
-    name = "label_flip"
-    summary = "Train on the forget set with random wrong labels, interleaved with retain batches (+ partial)."
-    Params = LabelFlipParams
-    kinds = frozenset({"classifier"})
-    not_for_language_models = "trains on random wrong class labels and needs a classifier"
-
+class LabelFlip(LabelFlipSpec, UnlearningMethod):
     def planned_steps(self, task: UnlearningTask, params: LabelFlipParams) -> int:
         bs = params.batch_size or task.recipe.batch_size
         return params.epochs * steps_per_epoch(len(task.forget), bs) * (1 + params.retain_batches)

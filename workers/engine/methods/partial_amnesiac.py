@@ -5,31 +5,12 @@ finds no fine-tuning needed afterwards."""
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from workers.engine.methods.amnesiac import AmnesiacParams, run_subtraction
+from workers.engine.methods.amnesiac import run_subtraction
 from workers.engine.methods.base import UnlearningMethod, UnlearningTask
+from workers.engine.methods.catalog import PartialAmnesiacParams, PartialAmnesiacSpec
 
 
-class PartialAmnesiacParams(AmnesiacParams):
-    repair_epochs: int | None = Field(0, ge=0, le=20, description="Fine-tuning epochs afterwards (default 0).")
-    top_p: float = Field(
-        0.1,
-        gt=0,
-        le=1,
-        description="Only for a model whose log is dense: prune each stored delta to its top-p entries per "
-        "tensor when subtracting. A pruned log is subtracted as stored (its p was fixed when recording).",
-    )
-
-
-class PartialAmnesiac(UnlearningMethod):
-    name = "partial_amnesiac"
-    summary = (
-        "Amnesiac with layer-wise pruned updates: subtract only the top-p entries per tensor (needs an update log)."
-    )
-    Params = PartialAmnesiacParams
-    needs_update_log = True
-
+class PartialAmnesiac(PartialAmnesiacSpec, UnlearningMethod):
     def planned_steps(self, task: UnlearningTask, params: PartialAmnesiacParams) -> int:
         return len(task.update_log.steps_containing(task.forget.ids or []))
 

@@ -6,23 +6,12 @@ other method is compared with.
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from workers.engine.methods.base import MethodParams, UnlearningMethod, UnlearningTask
+from workers.engine.methods.base import UnlearningMethod, UnlearningTask
+from workers.engine.methods.catalog import RetrainParams, RetrainSpec
 from workers.engine.training import seed_everything, steps_per_epoch, train
 
 
-class RetrainParams(MethodParams):
-    seed: int | None = Field(
-        None, ge=0, le=2**31 - 1, description="Override the recipe's seed (default: the recipe's own)."
-    )
-
-
-class Retrain(UnlearningMethod):
-    name = "retrain"
-    summary = "Train from scratch on the retain set with the model's recipe (exact; the reference)."
-    Params = RetrainParams
-
+class Retrain(RetrainSpec, UnlearningMethod):
     def planned_steps(self, task: UnlearningTask, params: RetrainParams) -> int:
         return task.recipe.epochs * steps_per_epoch(len(task.retain), task.recipe.batch_size)
 

@@ -22,45 +22,15 @@ point on two classes; all 256 x 20 (``null``) cost about two points (see the ben
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch.nn import functional as F
 
-from workers.engine.methods.base import MethodParams, UnlearningMethod, UnlearningTask
+from workers.engine.methods.base import UnlearningMethod, UnlearningTask
+from workers.engine.methods.catalog import UnsirParams, UnsirSpec
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import Stepper, seed_everything, shuffled_batches, steps_per_epoch
 
 
-class UnsirParams(MethodParams):
-    noise_samples: int = Field(256, ge=1, le=4096, description="Noise inputs optimised per forget class.")
-    noise_steps: int = Field(40, ge=1, le=10_000, description="Adam steps optimising the noise.")
-    noise_lr: float = Field(0.1, gt=0, le=10, description="Adam learning rate for the noise.")
-    noise_l2: float = Field(0.1, ge=0, le=100, description="Weight of the noise's mean squared L2 norm.")
-    noise_copies: int = Field(4, ge=1, le=1000, description="Copies of each noise input in the impair set.")
-    impair_noise_samples: int | None = Field(
-        64,
-        ge=1,
-        le=4096,
-        description="How many of each class's noise inputs enter the impair set, each noise_copies times (1 "
-        "with 20 copies: the reference code's effective setting; null: all of them).",
-    )
-    use_noise: bool = Field(True, description="False: the no-noise ablation (impair on retain data only).")
-    retain_per_class: int = Field(1000, ge=1, le=1_000_000, description="Retain subset size per retained class.")
-    batch_size: int = Field(256, ge=1, le=65536, description="Impair and repair batch size.")
-    impair_lr: float = Field(0.02, gt=0, le=10, description="Adam learning rate of the impair epoch(s).")
-    impair_epochs: int = Field(1, ge=1, le=100, description="Impair epochs.")
-    repair_lr: float = Field(0.01, gt=0, le=10, description="Adam learning rate of the repair epoch(s).")
-    repair_epochs: int = Field(1, ge=0, le=100, description="Repair epochs.")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the noise, the retain subset and the batch order.")
-
-
-class Unsir(UnlearningMethod):
-    name = "unsir"
-    summary = "UNSIR: error-maximising noise per forgotten class, then impair and repair (class scope only)."
-    Params = UnsirParams
-    scopes = frozenset({"class_labels"})
-    kinds = frozenset({"classifier"})
-    not_for_language_models = "forgets classes and needs a classifier"
-
+class Unsir(UnsirSpec, UnlearningMethod):
     def planned_steps(self, task: UnlearningTask, params: UnsirParams) -> int:
         retain = min(len(task.retain), params.retain_per_class * max(1, task.num_classes - len(task.forget_classes)))
         noise = len(task.forget_classes) * params.noise_copies * (params.impair_noise_samples or params.noise_samples)
