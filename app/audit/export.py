@@ -6,6 +6,10 @@ signed chain heads follow the events. CSV flattens the entity into two columns (
 trail"). Rows are read in keyset batches by a session of the export's own (the request's session is
 gone by the time the body streams) and the walk stops at a seq fixed when it starts, so an export is
 a consistent slice of the chain while writers keep appending.
+
+The chain is one for every tenant. Without content filters an export walks all of it in the seq
+range and writes another tenant's event as a link-only record (seq, prev_hash, hash, ``redacted``),
+so the caller's auditor can re-walk the chain and its heads offline without seeing that event.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any, Literal
 
 from app.audit import heads, repository
 from app.audit.hashchain import chained_body
-from app.audit.offline import HEAD_LINE_KEY
+from app.audit.offline import HEAD_LINE_KEY, REDACTED_KEY
 from app.audit.tables import EVENT_FIELDS, AuditChainHead, AuditEvent
 from app.audit.verification import BATCH_SIZE, chain_end
 from app.core.hashing import canonical_json
@@ -28,7 +32,7 @@ from app.db.session import new_read_session
 ExportFormat = Literal["jsonl", "csv"]
 
 MEDIA_TYPES: dict[str, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
-COLUMNS = ("seq", "occurred_at", *EVENT_FIELDS, "prev_hash", "hash")
+COLUMNS = ("seq", "occurred_at", *EVENT_FIELDS, "prev_hash", "hash", REDACTED_KEY)
 
 
 def _opt(value: uuid.UUID | None) -> str | None:
@@ -50,16 +54,23 @@ def csv_record(event: AuditEvent) -> dict[str, Any]:
         "payload": event.payload,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        REDACTED_KEY: None,  # an empty cell: the caller's own event, in full
     }
+
+
+def link_record(event: AuditEvent) -> dict[str, Any]:
+    """Another tenant's event: only what linking the chain needs, nothing of its content."""
+    return {"seq": event.seq, "prev_hash": event.prev_hash, "hash": event.hash, REDACTED_KEY: True}
 
 
 def jsonl_record(event: AuditEvent) -> dict[str, Any]:
     return {**chained_body(event), "prev_hash": event.prev_hash, "hash": event.hash}
 
 
-def jsonl_chunk(events: list[AuditEvent]) -> str:
+def jsonl_chunk(events: list[AuditEvent], tenant_id: str) -> str:
+    records = (jsonl_record(e) if repository.in_tenant(e, tenant_id) else link_record(e) for e in events)
     # canonical_json sorts keys at every level: each line is already the canonical form
-    return "".join(canonical_json(jsonl_record(e)) + "\n" for e in events)
+    return "".join(canonical_json(r) + "\n" for r in records)
 
 
 def jsonl_heads(rows: list[AuditChainHead]) -> str:
@@ -72,7 +83,10 @@ def csv_chunk(rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def csv_row(event: AuditEvent) -> list[Any]:
+def csv_row(event: AuditEvent, tenant_id: str) -> list[Any]:
+    if not repository.in_tenant(event, tenant_id):
+        shown = {**link_record(event), REDACTED_KEY: "true"}  # every other cell empty
+        return [shown.get(c, "") for c in COLUMNS]
     record = csv_record(event)
     record["payload"] = canonical_json(record["payload"])  # a cell holds text: the canonical form
     return ["" if record[c] is None else record[c] for c in COLUMNS]
@@ -93,10 +107,11 @@ def stream_export(
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[str]:
     """The export body, chunk by chunk; the session lives exactly as long as the stream."""
-    filters = dict(
-        tenant_id=tenant_id, model_id=model_id, forget_request_id=forget_request_id, job_id=job_id, action=action
-    )
+    filters = dict(model_id=model_id, forget_request_id=forget_request_id, job_id=job_id, action=action)
     filters.update(since=since, until=until)
+    # a filtered export has gaps anyway, and a link there would tell which of another tenant's events
+    # match the filter: only the unfiltered one walks the whole chain (theirs as links), gap-free
+    whole_chain = all(v is None for v in filters.values())
     db = new_read_session()
     try:
         if fmt == "csv":
@@ -107,11 +122,19 @@ def stream_export(
         end = chain_end(db, to_seq)
         after = (from_seq or 1) - 1
         while end is not None and after < end:
-            batch = repository.search(db, **filters, after_seq=after, up_to_seq=end, limit=batch_size)
+            if whole_chain:
+                batch = repository.chain_batch(db, after_seq=after, up_to_seq=end, limit=batch_size)
+            else:
+                batch = repository.search(
+                    db, tenant_id=tenant_id, **filters, after_seq=after, up_to_seq=end, limit=batch_size
+                )
             repository.end_read(db)  # no transaction (no SQLite write lock) held while the client reads
             if not batch:
                 break
-            yield jsonl_chunk(batch) if fmt == "jsonl" else csv_chunk([csv_row(e) for e in batch])
+            if fmt == "jsonl":
+                yield jsonl_chunk(batch, tenant_id)
+            else:
+                yield csv_chunk([csv_row(e, tenant_id) for e in batch])
             after = batch[-1].seq
         if signed:
             yield jsonl_heads(signed)

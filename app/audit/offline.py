@@ -19,10 +19,13 @@ from app.certificates.offline import check_signature
 
 HEAD_TYPE = "unlearnd.audit-chain-head"
 HEAD_LINE_KEY = "chain_head"  # a JSON Lines export line holding a head rather than an event
+REDACTED_KEY = "redacted"  # true on another tenant's event: a link (seq, prev_hash, hash) without content
+LINK_KEYS = {"seq", "prev_hash", "hash", REDACTED_KEY}
 
 MISSING = "seq {} is missing"
 BAD_LINK = "prev_hash does not match the previous event's hash"
 BAD_HASH = "hash does not match the event's content"
+NOT_ONLY_A_LINK = "a redacted event may hold only seq, prev_hash and hash"
 REWRITTEN = (
     "hash differs from the {origin} chain head signed at {signed_at} for seq {seq}: the event, or one before "
     "it, was changed after that head was signed"
@@ -102,11 +105,15 @@ class ExportVerification:
     last_seq: int | None = None
     heads_checked: int = 0
     latest_head_seq: int | None = None
+    linked: int = 0  # of ``checked``: other tenants' events, checked as links only (no content to hash)
 
 
 def verify_export_lines(lines: Iterable[str], public_key: Any, extra_heads: Iterable[Any] = ()) -> ExportVerification:
     """Re-walk a JSON Lines export (``GET /v1/audit-events/export?format=jsonl``, no filters other
-    than from_seq/to_seq) and check it against its heads and ``extra_heads`` (saved earlier)."""
+    than from_seq/to_seq) and check it against its heads and ``extra_heads`` (saved earlier).
+
+    A redacted record (another tenant's event) has no content to recompute its hash from: it is
+    checked as a link (its prev_hash, the next event's prev_hash, and any head at its seq)."""
     events: list[dict[str, Any]] = []
     head_docs: list[tuple[str, Any]] = [("supplied", doc) for doc in extra_heads]
     for number, line in enumerate(lines, 1):
@@ -130,22 +137,31 @@ def verify_export_lines(lines: Iterable[str], public_key: Any, extra_heads: Iter
     if events and type(first) is not int:
         return ExportVerification(False, "the first event has no integer seq")
     check = HeadCheck([h for h in heads if first is None or h.seq >= first])
-    checked, prev_hash, expected = 0, None, first
+    checked, linked, prev_hash, expected = 0, 0, None, first
     for record in events:
         broken = _event_problem(record, expected, prev_hash)
         if broken is None:
             broken = check.problem_at(record["seq"], record["hash"])
         if broken is not None:
-            return ExportVerification(False, broken, checked, expected, expected - 1 if checked else None)
+            last = expected - 1 if checked else None
+            return ExportVerification(False, broken, checked, expected, last, linked=linked)
         checked, prev_hash, expected = checked + 1, record["hash"], expected + 1
+        linked += _is_link(record)
     end = None if first is None else expected - 1
     past = check.beyond(end)
     if past is not None:
-        return ExportVerification(False, past[1], checked, past[0], end, check.checked, check.latest_seq)
-    reason = f"{checked} events recompute and link; {check.checked} signed heads match"
+        return ExportVerification(False, past[1], checked, past[0], end, check.checked, check.latest_seq, linked)
+    reason = (
+        f"{checked} events link ({checked - linked} recomputed, {linked} other tenants' only as links); "
+        f"{check.checked} signed heads match"
+    )
     if end is not None and check.latest_seq != end:
         reason += f"; events after seq {check.latest_seq or 0} are covered by no signed head yet"
-    return ExportVerification(True, reason, checked, None, end, check.checked, check.latest_seq)
+    return ExportVerification(True, reason, checked, None, end, check.checked, check.latest_seq, linked)
+
+
+def _is_link(record: dict[str, Any]) -> bool:
+    return record.get(REDACTED_KEY) is True
 
 
 def _event_problem(record: dict[str, Any], expected: int, prev_hash: str | None) -> str | None:
@@ -158,6 +174,8 @@ def _event_problem(record: dict[str, Any], expected: int, prev_hash: str | None)
         return BAD_LINK
     if prev_hash is not None and stored_prev != prev_hash:
         return BAD_LINK
+    if _is_link(record):  # its hash is vouched for by the next event's prev_hash and the heads
+        return None if set(record) == LINK_KEYS else NOT_ONLY_A_LINK
     body = {k: v for k, v in record.items() if k not in ("prev_hash", "hash")}
     if body_hash(stored_prev, body) != stored_hash:
         return BAD_HASH

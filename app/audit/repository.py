@@ -77,6 +77,11 @@ def tenant_clause(tenant_id: str):
     return AuditEvent.tenant_id == tenant_id
 
 
+def in_tenant(event: AuditEvent, tenant_id: str) -> bool:
+    """tenant_clause for a row already read (the export walks every tenant's rows)."""
+    return event.tenant_id == tenant_id or (event.tenant_id is None and tenant_id == DEFAULT_TENANT)
+
+
 def search(
     db: Session,
     *,

@@ -132,7 +132,9 @@ def _parse_head(text: str) -> dict:
     responses={
         200: {
             "content": {"application/x-ndjson": {}, "text/csv": {}},
-            "description": "Every column of each matching event, oldest first; hashes re-checkable offline.",
+            "description": "Every column of each matching event, oldest first; hashes re-checkable offline. "
+            "Without filters other than from_seq/to_seq, another tenant's events in the range are link-only "
+            "records (seq, prev_hash, hash, redacted), so the chain has no gap.",
         }
     },
     summary="Export the audit trail as JSON Lines or CSV (streamed)",

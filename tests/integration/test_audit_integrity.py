@@ -1,7 +1,8 @@
 """The audit trail's integrity guarantees, on the test session's real Postgres: the table refuses
 UPDATE/DELETE/TRUNCATE, a row altered behind the triggers is found by /verify, concurrent writers
 leave a chain /verify accepts, and an export carries enough to re-check every hash offline with
-nothing but the README's description of the canonical form (no app code)."""
+nothing but the README's description of the canonical form (no app code), while another tenant's
+events show in it only as redacted links."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from sqlalchemy import create_engine, text
 from app.audit import sequencer
 from app.audit import service as audit
 from app.audit.export import stream_export
+from app.audit.offline import BAD_HASH, MISSING, NOT_ONLY_A_LINK, verify_export_lines
 from app.audit.verification import verify_chain
 from app.db import commit, new_session
 from app.db.migrate import upgrade_to_head
-from tests.helpers import assert_problem, forget, train_ids, wait_request
+from tests.helpers import assert_problem, bearer, forget, new_api_key, train_ids, wait_request
 
 pytestmark = pytest.mark.integration
 
@@ -204,13 +206,24 @@ def test_concurrent_writers_leave_one_chain_that_verifies(api_url, client, model
         wait_request(client, a.json()["id"])
 
 
+LINK_KEYS = {"seq", "prev_hash", "hash", "redacted"}  # README: all a redacted record holds
+
+
 def _parse_export(fmt: str, body: str) -> list[dict]:
-    """The events of an export, each as the object its hash covers plus prev_hash and hash."""
+    """The events of an export, each as the object its hash covers plus prev_hash and hash, or
+    another tenant's as a redacted link (seq, prev_hash, hash, redacted)."""
     if fmt == "jsonl":
         lines = [json.loads(line) for line in body.splitlines()]
         return [r for r in lines if "chain_head" not in r]  # signed heads follow the events
     records = []
     for row in csv.DictReader(io.StringIO(body)):
+        if row["redacted"] == "true":  # README: only seq, prev_hash and hash filled
+            assert {k for k, v in row.items() if v} == LINK_KEYS, row
+            records.append(
+                {"seq": int(row["seq"]), "prev_hash": row["prev_hash"], "hash": row["hash"], "redacted": True}
+            )
+            continue
+        assert row["redacted"] == "", row
         # README: entity = {type, id}; an empty id cell is null; an empty tenant_id is no key at all
         record = {
             "seq": int(row["seq"]),
@@ -261,22 +274,99 @@ def test_export_holds_every_matching_event_and_its_hashes_recompute(client, stac
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_an_unfiltered_export_rechains_offline_from_the_readme_alone(client, finished_requests, fmt):
-    """Every event so far is the default tenant's (this file runs before test_auth.py adds another
-    tenant), so the default tenant's export is the whole chain: every hash recomputes and links."""
+    """The default tenant's unfiltered export is the whole chain, whichever tenants wrote it: every
+    one of its own events recomputes, every other tenant's is a redacted link, and all of them link."""
     end = _verify(client)["to_seq"]
     records = _export(client, fmt, to_seq=end)
     assert [r["seq"] for r in records] == list(range(1, end + 1)) and end > 20
-    prev, matched = GENESIS, 0
+    prev, recomputed = GENESIS, 0
     for r in records:
-        assert r["prev_hash"] == prev and _readme_hash(r) == r["hash"], r["seq"]
-        prev, matched = r["hash"], matched + 1
-    assert matched == end
+        assert r["prev_hash"] == prev, r["seq"]
+        if r.get("redacted") is True:
+            assert set(r) == LINK_KEYS, r  # nothing of the other tenant's event
+        else:
+            assert _readme_hash(r) == r["hash"], r["seq"]
+            recomputed += 1
+        prev = r["hash"]
+    assert recomputed > 20  # the fixture's request lifecycles, at least
     tail = _export(client, fmt, from_seq=end - 1, to_seq=end)
     assert [r["hash"] for r in tail] == [r["hash"] for r in records[-2:]]
 
 
+def _record_events(tenant: str, tag: str, n: int) -> None:
+    session = new_session()
+    try:
+        for i in range(n):
+            audit.record(
+                session,
+                action=f"test.{tag}",
+                actor=f"actor-{tag}",
+                tenant_id=tenant,
+                entity_type="test",
+                entity_id=f"entity-{tag}-{i}",
+                payload={"secret": f"payload-{tag}"},
+            )
+        commit(session)
+    finally:
+        session.close()
+
+
+def test_another_tenants_events_are_exported_only_as_redacted_links(api_url, client, stack_env, finished_requests):
+    """A second tenant's events between two of the default tenant's: the default tenant's export
+    shows them only as links that leak nothing of them, the offline verifier passes on it, and it
+    still catches a rewritten event of the tenant's own and a deleted redacted line."""
+    tag, my_tag = uuid.uuid4().hex, uuid.uuid4().hex  # tag: in every field of the other tenant's events
+    tenant = f"redact-{tag[:8]}"
+    other_key = new_api_key(tenant, ["audit:read"], name=f"key-{tag}")  # the other tenant's first event
+    _record_events(tenant, tag, 2)
+    _record_events("default", my_tag, 1)  # one of the default tenant's after them
+    sequencer.flush()
+    with _connect(stack_env) as conn:
+        sql = "SELECT array_agg(seq ORDER BY seq) FROM audit_events WHERE tenant_id = %(t)s"
+        theirs = _one(conn, sql, {"t": tenant})
+        mine = _one(conn, "SELECT seq FROM audit_events WHERE actor = %(a)s", {"a": f"actor-{my_tag}"})
+        their_hashes = [_one(conn, "SELECT hash FROM audit_events WHERE seq = %(s)s", {"s": s}) for s in theirs]
+    assert len(theirs) == 3 and theirs[-1] < mine
+
+    resp = client.get("/v1/audit-events/export", params={"format": "jsonl", "to_seq": mine})
+    body, csv_body = resp.text, client.get("/v1/audit-events/export", params={"format": "csv", "to_seq": mine}).text
+    for text_ in (body, csv_body):  # neither its tenant, key name, actor, entity nor payload
+        assert tenant not in text_ and tag not in text_ and my_tag in text_
+    records = {r["seq"]: r for r in _parse_export("jsonl", body)}
+    assert sorted(records) == list(range(1, mine + 1))
+    assert [records[s] for s in theirs] == [
+        {"seq": s, "prev_hash": records[s - 1]["hash"], "hash": h, "redacted": True}
+        for s, h in zip(theirs, their_hashes, strict=True)
+    ]
+    assert "redacted" not in records[mine] and _readme_hash(records[mine]) == records[mine]["hash"]
+    assert [r for r in _parse_export("csv", csv_body) if r["seq"] in theirs] == [records[s] for s in theirs]
+    with httpx.Client(base_url=api_url, timeout=60, headers=bearer(other_key)) as other:
+        resp = other.get("/v1/audit-events/export", params={"format": "jsonl", "to_seq": mine})
+    own = [r["seq"] for r in _parse_export("jsonl", resp.text) if not r.get("redacted")]
+    assert own == theirs and my_tag not in resp.text  # the other way round as well
+
+    public_key = client.get("/v1/keys").json()["keys"][0]["public_key"]
+    report = verify_export_lines(body.splitlines(), public_key)
+    assert (report.ok, report.checked, report.last_seq) == (True, mine, mine), report
+    assert report.linked >= len(theirs) and f"({mine - report.linked} recomputed, " in report.reason, report
+
+    lines = body.splitlines()
+    where = {json.loads(line)["seq"]: i for i, line in enumerate(lines) if '"chain_head"' not in line}
+    rewritten = {**records[mine], "payload": {**records[mine]["payload"], "secret": "forged"}}
+    forged = lines[: where[mine]] + [json.dumps(rewritten)] + lines[where[mine] + 1 :]
+    report = verify_export_lines(forged, public_key)
+    assert (report.ok, report.first_broken_seq, report.reason) == (False, mine, BAD_HASH), report
+    cut = theirs[1]
+    report = verify_export_lines(lines[: where[cut]] + lines[where[cut] + 1 :], public_key)
+    assert (report.ok, report.first_broken_seq, report.reason) == (False, cut, MISSING.format(cut)), report
+    padded = {**records[cut], "action": "api_key.created"}  # a redacted line may not carry content
+    report = verify_export_lines(lines[: where[cut]] + [json.dumps(padded)] + lines[where[cut] + 1 :], public_key)
+    assert (report.ok, report.first_broken_seq, report.reason) == (False, cut, NOT_ONLY_A_LINK), report
+
+
 def test_small_batches_walk_the_same_chain_as_one_batch(client, stack_env, finished_requests):
-    """Keyset batching must neither skip nor repeat an event at a batch boundary."""
+    """Keyset batching must neither skip nor repeat an event at a batch boundary (another tenant's
+    events included: the export holds every seq of the range, theirs as redacted links)."""
     end = _verify(client)["to_seq"]
     session = new_session()
     try:
@@ -288,8 +378,8 @@ def test_small_batches_walk_the_same_chain_as_one_batch(client, stack_env, finis
         "".join(stream_export("jsonl", tenant_id="default", from_seq=2, to_seq=end, batch_size=size))
         for size in (1, 7, end)
     ]
-    events = [line for line in exports[0].splitlines() if '"chain_head"' not in line]
-    assert len(set(exports)) == 1 and len(events) == end - 1
+    events = [json.loads(line) for line in exports[0].splitlines() if '"chain_head"' not in line]
+    assert len(set(exports)) == 1 and [e["seq"] for e in events] == list(range(2, end + 1))
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def stack(stack_env, tmp_path_factory) -> Iterator[Stack]:
         (base / tenant).mkdir()
     env = {**_process_env(stack_env), "UNLEARND_DATASET_ROOTS": str(base)}
     port = free_port()
-    api = start_api(env, port, tmp_path_factory.mktemp("logs") / "api.log")
+    api = start_api(env, port, tmp_path_factory.mktemp("crafted-api") / "api.log")
     try:
         yield Stack(api, f"http://127.0.0.1:{port}", base, ids, keys)
     finally:

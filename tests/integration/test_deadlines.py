@@ -36,15 +36,15 @@ def test_due_dates_and_overdue_filter(client, db, model):
 
     soon = (datetime.fromisoformat(done[0]["received_at"]) + timedelta(days=29)).isoformat()
     later = (datetime.fromisoformat(done[-1]["received_at"]) + timedelta(days=31)).isoformat()
-    assert not set(ids) & _ids(client, due_before=soon)
-    assert set(ids) <= _ids(client, due_before=later)
+    assert not set(ids) & _ids(client, due_before=soon, model_id=model["id"])
+    assert set(ids) <= _ids(client, due_before=later, model_id=model["id"])
 
     # Arrange two past deadlines: one request erased (discharged), one whose job failed (still owed).
     past = datetime.fromisoformat(done[0]["received_at"]) - timedelta(days=1)
     db.execute(update(ForgetRequest).where(ForgetRequest.id == uuid.UUID(ids[0])).values(due_at=past))
     db.execute(update(ForgetRequest).where(ForgetRequest.id == uuid.UUID(ids[1])).values(due_at=past, state="FAILED"))
     db.commit()
-    overdue = _ids(client, overdue="true")
+    overdue = _ids(client, overdue="true", model_id=model["id"])
     assert ids[1] in overdue and ids[0] not in overdue and ids[2] not in overdue
     assert ids[1] in _ids(client, overdue="true", state="FAILED", model_id=model["id"])
     bad = client.get("/v1/forget-requests", params={"overdue": "perhaps"})
