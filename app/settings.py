@@ -71,10 +71,12 @@ class Settings(BaseSettings):
     # Threads per API process for its sync endpoints (anyio's default is 40): at 50 clients on 2 cores,
     # POST p99 74 ms with 2, 258 ms with 40 (benchmarks/results/service-api-threads.md).
     api_threads: int = Field(2, ge=1, le=256)
-    # Whether an API process chains the audit events of its own commits (about 0.2 s after). Off,
-    # they wait in the inbox, unprotected, until a worker's next commit or a reader; on costs the
-    # API some CPU under load (docs/decisions/audit-chain.md).
-    api_chains_audit: bool = True
+    # Whether an API process chains the audit events of its own commits (about 0.2 s after). Off, a
+    # worker's periodic pass chains them (audit_chain_poll_s); on, at 50 clients POST p99 was 110-125 ms
+    # against 79 off (docs/decisions/audit-chain.md).
+    api_chains_audit: bool = False
+    # How often every worker process looks for audit events another process (the API) left unchained.
+    audit_chain_poll_s: float = Field(1.0, gt=0, le=60)
     # Server directories the API may read registered files from (datasets by `server_path`, BPE
     # tokenizer files), separated by os.pathsep (":" on Linux); a tenant reads only under
     # <root>/<tenant id>/ (app/core/server_paths.py). Empty: server paths are refused.

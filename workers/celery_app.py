@@ -7,8 +7,9 @@ CUDA (forked children would inherit a broken CUDA context); the task bodies impo
 from __future__ import annotations
 
 from celery.app.trace import setup_worker_optimizations
-from celery.signals import celeryd_init, setup_logging
+from celery.signals import celeryd_init, setup_logging, worker_process_init
 
+from app.audit import sequencer
 from app.observability.logs import configure_logging
 from app.queue import celery_app
 from app.settings import get_settings
@@ -33,3 +34,10 @@ def _unique_node_name(instance, **_kwargs) -> None:
     the pool's tasks read it from Celery's trace shortcuts, which were filled in just before."""
     instance.hostname = unique_node_name(instance.hostname)
     setup_worker_optimizations(instance.app, instance.hostname)
+
+
+@worker_process_init.connect
+def _chain_the_apis_events(**_kwargs) -> None:
+    """The process that runs tasks (the pool child; the embedded mode's own process) chains what the
+    API committed within ``UNLEARND_AUDIT_CHAIN_POLL_S``: the API leaves its events to the workers."""
+    sequencer.chain_periodically(get_settings().audit_chain_poll_s)

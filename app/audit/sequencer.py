@@ -89,6 +89,7 @@ class _Background:
 
     def __init__(self) -> None:
         self.enabled = True
+        self.poll_s: float | None = None  # also look at the inbox this often when nothing woke it
         self._wanted = threading.Event()
         self._pid: int | None = None
         self._start_lock = threading.Lock()
@@ -106,11 +107,14 @@ class _Background:
 
     def _run(self) -> None:
         while True:
-            self._wanted.wait()
-            time.sleep(GATHER_S)
+            woken = self._wanted.wait(timeout=self.poll_s)
+            if woken:
+                time.sleep(GATHER_S)
             self._wanted.clear()
             try:
-                chain_pending(wait=False, until_empty=False)
+                # a poll costs one query when there is nothing to chain; a wake after a commit chains
+                if woken or _inbox_has_events():
+                    chain_pending(wait=False, until_empty=False)
             except Exception:  # the database may be away: the next commit, a reader or the reconciler chains
                 log.exception("chaining audit events failed")
                 time.sleep(1.0)
@@ -125,6 +129,14 @@ def wake() -> None:
 
 
 def chain_in_background(enabled: bool) -> None:
-    """Whether :func:`wake` chains in this process (``UNLEARND_API_CHAINS_AUDIT`` for the API; on by
-    default, so its events are protected moments after the commit: docs/decisions/audit-chain.md)."""
+    """Whether :func:`wake` chains in this process (``UNLEARND_API_CHAINS_AUDIT`` for the API; off by
+    default: a worker's periodic pass chains the API's events, docs/decisions/audit-chain.md)."""
     _background.enabled = enabled
+
+
+def chain_periodically(poll_s: float) -> None:
+    """This process chains after its own commits and, every ``poll_s``, whatever another process
+    (the API) left in the inbox: workers call it, so no event waits unchained for longer."""
+    _background.enabled = True
+    _background.poll_s = poll_s
+    wake()

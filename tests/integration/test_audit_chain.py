@@ -17,6 +17,7 @@ from app.audit import sequencer
 from app.audit import service as audit
 from app.audit.tables import AuditEvent, AuditInboxEvent
 from app.db import commit, new_session
+from app.settings import get_settings
 from tests.helpers import audit_events, forget, train_ids
 
 GENESIS = "0" * 64
@@ -138,10 +139,11 @@ def _events_of(table, request_id: uuid.UUID) -> list[str]:
         db.close()
 
 
-def test_the_apis_own_events_are_chained_promptly_with_no_worker_involved(client):
-    """Creating an API key involves no worker and nothing reads the trail: the API's own sequencer
-    thread chains its event within moments (it used to wait in the inbox, unprotected, until a
-    worker's next commit)."""
+def test_the_apis_own_events_are_chained_promptly_with_no_job_and_nobody_reading(client):
+    """Creating an API key runs no job and nothing reads the trail: the worker's periodic pass
+    (UNLEARND_AUDIT_CHAIN_POLL_S, 1 s) chains the API's event within moments (it used to wait in the
+    inbox, unprotected, until a worker's next commit)."""
+    assert get_settings().audit_chain_poll_s == 1.0 and not get_settings().api_chains_audit  # the defaults
     sequencer.flush()
     sequencer.chain_in_background(False)  # this process's thread must not be the one that chains it
     time.sleep(3 * sequencer.GATHER_S)  # a round it had started ends

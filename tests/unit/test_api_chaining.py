@@ -1,4 +1,5 @@
-"""The API chains its own audit events unless told not to (UNLEARND_API_CHAINS_AUDIT=false)."""
+"""The API leaves its audit events to the workers' periodic chaining unless told to chain them itself
+(UNLEARND_API_CHAINS_AUDIT=true)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ print(any(t.name == "audit-sequencer" for t in threading.enumerate()))
 """
 
 
-@pytest.mark.parametrize(("setting", "chains"), [(None, "True"), ("false", "False")])
-def test_an_api_process_starts_a_sequencer_thread_unless_told_not_to(tmp_path, setting, chains):
+@pytest.mark.parametrize(("setting", "chains"), [(None, "False"), ("true", "True")])
+def test_an_api_process_starts_a_sequencer_thread_only_when_told_to(tmp_path, setting, chains):
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARND_")}
     env["UNLEARND_DATABASE_URL"] = f"sqlite:///{tmp_path / 'probe.db'}"  # the thread waits before it connects
     if setting:
