@@ -4,13 +4,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.auth.deps import RequestsReader, RequestsWriter
 from app.core.deps import SessionDep
 from app.core.pagination import Page, PageSize, PageToken, decode_id_token, id_page
 from app.core.validation import ClientKey, Instant
-from app.db import commit
+from app.db import commit, session_scope
+from app.db.session import new_read_session
 from app.db.types import utcnow
 from app.forget_requests import repository, service
 from app.forget_requests.schemas import ForgetRequestCreate, ForgetRequestOut, MethodOut
@@ -39,15 +40,18 @@ def verification_policy(caller: RequestsReader) -> dict[str, Any]:
     summary="Ask for a model to forget samples or classes (202 + Location; poll it)",
 )
 def create_forget_request(
-    db: SessionDep,
     caller: RequestsWriter,
     body: Annotated[ForgetRequestCreate, Body()],
     idempotency_key: Annotated[
         ClientKey | None, Header(description="Retries with the same key and body get the original answer.")
     ] = None,
 ):
-    answer = service.submit(db, body, idempotency_key=idempotency_key, tenant_id=caller.tenant_id, actor=caller.actor)
-    commit(db)
+    # The session opens in the endpoint's own thread hop: a dependency's would cost two hops more.
+    with session_scope() as db:
+        answer = service.submit(
+            db, body, idempotency_key=idempotency_key, tenant_id=caller.tenant_id, actor=caller.actor
+        )
+        commit(db)
     headers = {"Location": answer.location}
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -83,8 +87,11 @@ def list_forget_requests(
 @router.get(
     "/forget-requests/{forget_request_id}", response_model=ForgetRequestOut, summary="One forget request, with its jobs"
 )
-def get_forget_request(db: SessionDep, caller: RequestsReader, forget_request_id: uuid.UUID):
-    return service.get_described(db, forget_request_id, tenant_id=caller.tenant_id)
+def get_forget_request(caller: RequestsReader, forget_request_id: uuid.UUID):
+    # a poll: a read-only session in the endpoint's hop, the model serialised once (not validated again)
+    with new_read_session() as db:
+        out = service.get_described(db, forget_request_id, tenant_id=caller.tenant_id)
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.post(
