@@ -42,7 +42,9 @@ def git_commit() -> str:
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
+        # results written by this or an earlier run do not make the code dirty
+        status = ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"]
+        dirty = subprocess.run(status, cwd=root, capture_output=True, text=True)
     except OSError:
         return "unknown"
     if head.returncode != 0:
