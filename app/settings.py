@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     max_ids_per_request: int = Field(100_000, ge=1)
     # Threads per API process for its sync endpoints (anyio's default is 40): at 50 clients on 2 cores,
-    # POST p99 74 ms with 2, 258 ms with 40 (benchmarks/results/service-api-threads.md).
+    # POST p99 158 ms with 2, 225 with 40; bursts 92 against 139 requests/s (benchmarks/results/service-api-threads/).
     api_threads: int = Field(2, ge=1, le=256)
     # Whether an API process chains the audit events of its own commits (about 0.2 s after). Off, a
     # worker's periodic pass chains them (audit_chain_poll_s); on, at 50 clients POST p99 was 110-125 ms
