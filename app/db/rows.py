@@ -1,13 +1,6 @@
-"""Rows of mapped tables read with Core statements, as plain read-only objects.
-
-The submit and poll paths run at every request of a privacy pipeline, and loading ORM objects
-(the ORM's statement handling, instance state, the identity map) cost them more of the API's CPU
-than the round trip itself: a poll's one query took 0.70 ms of CPU through the ORM and 0.32 ms as
-a Core statement (measured in-process, one row). These paths select the tables instead and split
-each row back into one object per table, with the mapped class's attribute names (in this app a
-column's attribute is named as the column). The objects are snapshots: not in the session, never
-written back; code that changes a row loads it through the ORM.
-"""
+"""Rows of mapped tables read with Core statements, as plain read-only objects (snapshots, never
+written back): the poll path's reads, where ORM loading cost more CPU than the round trip
+(docs/decisions/post-path.md)."""
 
 from __future__ import annotations
 
