@@ -40,7 +40,8 @@ def render(records: list[dict]) -> str:
     stamp = max((r.get("recorded_at", "") for r in records), default="")
     lines.append("")
     lines.append(
-        f"Produced by `pytest tests/faults` (last run {stamp}); `python -m benchmarks.faults_report` renders it."
+        f"Produced by `pytest tests/faults --faults-results benchmarks/results/faults.json` (last run {stamp}); "
+        "`python -m benchmarks.faults_report` renders it."
     )
     return "\n".join(lines) + "\n"
 

@@ -33,6 +33,16 @@ ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
 REDIS_TEST_DB = 9
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--faults-results",
+        type=Path,
+        default=None,
+        help="write the fault tests' record here (benchmarks/results/faults.json to update the committed "
+        "one); by default it goes to the session's temporary directory, so `make test` changes no tracked file",
+    )
+
+
 def _settings_env(tmp: Path, database_url: str, queue: str) -> dict[str, str]:
     return {
         "UNLEARND_ENV": "test",

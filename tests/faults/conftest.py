@@ -1,5 +1,5 @@
 """Fault-injection fixtures: private Redis and Postgres servers, a stack (API, worker, beat) the test
-owns, and the record of what each fault did (benchmarks/results/faults.json, rendered to faults.md).
+owns, and the record of what each fault did (faults.json, rendered to faults.md; see fault_results).
 
 Everything started here runs in its own process group and is stopped by the fixture that started it,
 on failure too. Nothing here stops or restarts the machine's shared Postgres or Redis: a fault that
@@ -26,11 +26,8 @@ import pytest
 
 from tests.conftest import ADMIN_DSN, _clear_caches
 from tests.helpers import bearer
-from tests.processes import ROOT, Process, start_api, start_housekeeping_worker, start_worker
+from tests.processes import Process, start_api, start_housekeeping_worker, start_worker
 from tests.services import PG_HOST, PG_PORT, START_POSTGRES, ensure_up, free_port, port_open
-
-RESULTS_JSON = ROOT / "benchmarks" / "results" / "faults.json"
-
 
 # --- private servers ---------------------------------------------------------------------------
 
@@ -277,15 +274,17 @@ def stack_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fault_results() -> Iterator[list[dict]]:
-    """Each fault test appends one record; at the end they are written to faults.json and faults.md."""
+def fault_results(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[list[dict]]:
+    """Each fault test appends one record; at the end they are written to faults.json and faults.md:
+    the committed ones only when asked (``--faults-results benchmarks/results/faults.json``)."""
     records: list[dict] = []
     yield records
     if not records:
         return
     from benchmarks.faults_report import write_report
 
-    write_report(records, RESULTS_JSON)
+    path = request.config.getoption("--faults-results") or tmp_path_factory.mktemp("faults-results") / "faults.json"
+    write_report(records, path)
 
 
 def write_stack_logs(stack: Stack, request: pytest.FixtureRequest) -> None:  # pragma: no cover - debugging aid
