@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     api_threads: int = Field(2, ge=1, le=256)
     # Whether an API process chains the audit events of its own commits (about 0.2 s after). Off, a
     # worker's periodic pass chains them (audit_chain_poll_s); on, at 50 clients POST p99 was 110-125 ms
-    # against 79 off (docs/decisions/audit-chain.md).
+    # against 79 off (benchmarks/results/service-api-chains-audit/).
     api_chains_audit: bool = False
     # How often every worker process looks for audit events another process (the API) left unchained.
     audit_chain_poll_s: float = Field(1.0, gt=0, le=60)
