@@ -1,4 +1,5 @@
-"""Aggregate the seeds into the markdown table, the JSON and the plots under benchmarks/results/."""
+"""Aggregate the seeds into the markdown tables, the JSON and the plots (benchmarks/results/ unless
+``--out`` says otherwise), with the machine, the device and the git commit they ran on."""
 
 from __future__ import annotations
 
@@ -6,18 +7,31 @@ import json
 import os
 import platform
 import subprocess
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks.forgetting import plots, targets
+from benchmarks.forgetting.profiles import Profile
+
 PCT = ("forget_accuracy", "retain_accuracy", "test_accuracy", "forget_class_test_accuracy", "mia_accuracy")
-KEYS = (*PCT, "mia_auc", "avg_gap", "seconds", "speedup", "log_bytes", "dense_log_bytes")
+KEYS = (
+    *PCT,
+    "mia_auc",
+    "avg_gap",
+    "seconds",
+    "speedup",
+    "log_bytes",
+    "dense_log_bytes",
+    "relearn_statistic",
+    "verify_seconds",
+)
 
 
-def machine() -> dict[str, Any]:
+def machine(device: torch.device | None = None) -> dict[str, Any]:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -26,6 +40,8 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    device = device or torch.device("cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu})"
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -33,6 +49,8 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "device": str(device),
+        "device_name": name,
         "commit": git_commit(),
     }
 
@@ -52,19 +70,26 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def aggregate(seeds: list[dict]) -> dict[tuple, dict[str, tuple[float, float]]]:
-    """(scenario, method, request) -> {metric: (mean, std over seeds)}."""
+def aggregate(seeds: list[dict]) -> dict[tuple, dict[str, Any]]:
+    """(scenario, method, request) -> {metric: (mean, std, n over seeds)}, and the gate's verdicts."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for seed in seeds:
         for row in seed["rows"]:
             groups[(row["scenario"], row["method"], row.get("request"))].append(row)
     out = {}
     for key, rows in groups.items():
-        stats = {}
+        stats: dict[str, Any] = {}
         for metric in KEYS:
             values = [r[metric] for r in rows if r.get(metric) is not None]
             if values:
                 stats[metric] = (float(np.mean(values)), float(np.std(values)), len(values))
+        gated = [r for r in rows if "gate_passed" in r]
+        if gated:
+            stats["gate_passed"] = sum(bool(r["gate_passed"]) for r in gated)
+            stats["gate_runs"] = len(gated)
+            stats["gate_failed"] = dict(Counter(name for r in gated for name, ok in r["gate"].items() if ok is False))
+        if any("auto_method" in r for r in rows):
+            stats["auto_methods"] = dict(Counter(r["auto_method"] for r in rows))
         out[key] = stats
     return out
 
@@ -78,247 +103,164 @@ def _fmt(stat: tuple | None, scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean * scale:.{digits}f}"
 
 
-def _target(scenario: str, method: str, target: str, checks: dict[str, bool], figures: dict) -> dict[str, Any]:
-    return {
-        "scenario": scenario,
-        "method": method,
-        "target": target,
-        "checks": checks,
-        "met": all(checks.values()),
-        "figures": figures,
-    }
-
-
-def check_targets(agg: dict, scenarios: dict[str, str]) -> list[dict[str, Any]]:
-    """The issue's targets, each with its separate checks and the figures they were judged on."""
-    results = []
-
-    def mean(scenario, method, metric, request=None):
-        stat = agg.get((scenario, method, request), {}).get(metric)
-        return None if stat is None else stat[0]
-
-    def last_request(key):
-        return max((r for (s, m, r) in agg if s == key and r is not None), default=None)
-
-    for key in ("class-3", "classes-0-2"):
-        if key not in scenarios:
-            continue
-        original = mean(key, "original", "test_accuracy")
-        methods = sorted({m for (s, m, r) in agg if s == key and (m == "unsir" or "partial" in m)})
-        for method in methods:
-            forgotten, kept, speed = (
-                mean(key, method, k) for k in ("forget_class_test_accuracy", "test_accuracy", "speedup")
-            )
-            results.append(
-                _target(
-                    key,
-                    method,
-                    "forgotten-class test <= 1%, retained-class test >= original - 1.0 pt, >= 20x faster",
-                    {"forgotten": forgotten <= 0.01, "retained": kept >= original - 0.01, "speed": speed >= 20},
-                    {
-                        "forgotten_class_test": forgotten,
-                        "retained_class_test": kept,
-                        "original": original,
-                        "speedup": speed,
-                    },
-                )
-            )
-    for key in ("random-samples", "one-digit-samples", "sequential"):
-        request = last_request(key)
-        test = mean(key, "partial_amnesiac", "test_accuracy", request)
-        if key not in scenarios or test is None:
-            continue
-        original = mean(key, "original", "test_accuracy")
-        mia, mia_ref = mean(key, "partial_amnesiac", "mia_accuracy", request), mean(key, "retrain", "mia_accuracy")
-        ratio = mean(key, "partial_amnesiac", "log_bytes", request) / mean(
-            key, "partial_amnesiac", "dense_log_bytes", request
-        )
-        speed = mean(key, "partial_amnesiac", "speedup", request)
-        results.append(
-            _target(
-                key,
-                "partial_amnesiac",
-                "no fine-tuning: test >= original - 0.5 pt, MIA within 0.02 of retrain, "
-                "log <= 15% of dense, >= 50x faster",
-                {
-                    "test": test >= original - 0.005,
-                    "mia": abs(mia - mia_ref) <= 0.02,
-                    "storage": ratio <= 0.15,
-                    "speed": speed >= 50,
-                },
-                {
-                    "test": test,
-                    "original": original,
-                    "mia": mia,
-                    "retrain_mia": mia_ref,
-                    "log_ratio": ratio,
-                    "speedup": speed,
-                },
-            )
-        )
-    for key in scenarios:
-        request = last_request(key)
-        ranked = sorted(
-            (agg[(s, m, r)]["avg_gap"][0], m)
-            for (s, m, r) in agg
-            if s == key and r == request and m not in ("original", "retrain") and "avg_gap" in agg[(s, m, r)]
-        )
-        if ranked:
-            results.append(
-                _target(
-                    key,
-                    ranked[0][1],
-                    "best method Avg Gap <= 1.0 pt",
-                    {"avg_gap": ranked[0][0] <= 1.0},
-                    {"avg_gap": ranked[0][0]},
-                )
-            )
-    return results
-
-
-def markdown(profile: str, seeds: list[dict], agg: dict, targets: list[dict], info: dict) -> str:
-    scenarios = seeds[0]["scenarios"]
-    lines = [
-        f"# Forgetting benchmark: {profile}",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores (torch {info['torch']}, {info['torch_threads']} threads, "
-        f"Python {info['python']}). Seeds: {', '.join(str(s['seed']) for s in seeds)}; figures are mean ± "
-        "standard deviation over the seeds.",
-        "",
-        f"Original model: test accuracy {_fmt(_stat([s['original_test_accuracy'] for s in seeds]), 100)}%, "
-        f"trained with both update logs in {_fmt(_stat([s['train_seconds'] for s in seeds]), 1, 1)} s; "
-        f"{seeds[0]['logs']['steps']} recorded steps; dense log "
-        f"{seeds[0]['logs']['dense_bytes'] / 1e6:.0f} MB, pruned log (top 10% per tensor) "
-        f"{seeds[0]['logs']['pruned_bytes'] / 1e6:.0f} MB ({seeds[0]['logs']['pruned_ratio']:.1%} of dense), "
-        f"first-epoch gradients of fc2 {seeds[0]['logs']['gradient_bytes'] / 1e6:.0f} MB.",
-        "",
-        "Accuracies, MIA and Avg Gap in percent / percentage points. Avg Gap: mean |metric - retrain| over "
-        "forget, retain, test accuracy and MIA. Speed-up: retrain time / method time. Log: the update-log "
-        "bytes the method needs.",
-        "",
-    ]
-    for key, title in scenarios.items():
-        lines += [f"## {title}", ""]
-        sequential = any(r is not None for (s, m, r) in agg if s == key)
-        class_scope = key.startswith("class")
-        head = (
-            ["method", "forget acc", "retain acc", "test acc"]
-            + (["forgotten-class test"] if class_scope else [])
-            + ["MIA", "Avg Gap", "time (s)", "speed-up", "log (MB)"]
-        )
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        last = max((r for (s, m, r) in agg if s == key and r is not None), default=None)
-        for (s, m, r), stat in agg.items():
-            if s != key or (sequential and r not in (None, last)):
-                continue
-            cells = [
-                m,
-                _fmt(stat.get("forget_accuracy"), 100),
-                _fmt(stat.get("retain_accuracy"), 100),
-                _fmt(stat.get("test_accuracy"), 100),
-            ]
-            if class_scope:
-                cells.append(_fmt(stat.get("forget_class_test_accuracy"), 100))
-            cells += [
-                _fmt(stat.get("mia_accuracy"), 100),
-                _fmt(stat.get("avg_gap")),
-                _fmt(stat.get("seconds")),
-                _fmt(stat.get("speedup"), 1, 1),
-                _fmt(stat.get("log_bytes"), 1e-6, 1),
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-        if sequential:
-            lines += [
-                "",
-                f"After the last of the {last} requests; time is cumulative and the speed-up is against "
-                f"retraining after every request ({last} x the measured retrain). The reference is the model "
-                "retrained without all of them (the same forget set as the 1% scenario). Per-request figures "
-                "are in the JSON and the plot.",
-            ]
-        lines.append("")
-    lines += ["## Targets", "", "| scenario | method | target | met | missed | figures |", "|---|---|---|---|---|---|"]
-    for t in targets:
-        figures = ", ".join(f"{k} {v:.4g}" for k, v in t["figures"].items() if v is not None)
-        missed = ", ".join(k for k, ok in t["checks"].items() if not ok)
-        lines.append(
-            f"| {t['scenario']} | {t['method']} | {t['target']} | {'yes' if t['met'] else 'NO'} | {missed} "
-            f"| {figures} |"
-        )
-    return "\n".join(lines) + "\n"
+def gate_cell(stat: dict) -> str:
+    if "gate_runs" not in stat:
+        return ""
+    cell = f"{stat['gate_passed']}/{stat['gate_runs']}"
+    if stat["gate_failed"]:
+        cell += " (fails: " + ", ".join(f"{name} {n}" for name, n in sorted(stat["gate_failed"].items())) + ")"
+    return cell
 
 
 def _stat(values: list[float]) -> tuple[float, float, int]:
     return float(np.mean(values)), float(np.std(values)), len(values)
 
 
-def plots(profile: str, agg: dict, scenarios: dict[str, str], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.2 * len(scenarios), 4), squeeze=False)
-    for ax, key in zip(axes[0], scenarios, strict=True):
-        last = max((r for (s, m, r) in agg if s == key and r is not None), default=None)
-        for (s, m, r), stat in agg.items():
-            if s == key and r == last and m not in ("original", "retrain") and "avg_gap" in stat and "speedup" in stat:
-                ax.scatter(stat["speedup"][0], stat["avg_gap"][0], s=18)
-                ax.annotate(m, (stat["speedup"][0], stat["avg_gap"][0]), fontsize=6)
-        ax.set_xscale("log")
-        ax.set_xlabel("speed-up over retraining")
-        ax.set_ylabel("Avg Gap to retraining (pt)")
-        ax.set_title(scenarios[key], fontsize=8)
-    fig.tight_layout()
-    path = out / f"forgetting-{profile}-tradeoff.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
-
-    seq = [(m, r, stat) for (s, m, r), stat in agg.items() if s == "sequential" and r is not None]
-    if seq:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-        for method in sorted({m for m, _, _ in seq}):
-            points = sorted((r, st) for m, r, st in seq if m == method)
-            a1.plot(
-                [r for r, _ in points], [st["test_accuracy"][0] * 100 for _, st in points], marker="o", label=method
-            )
-            a2.plot(
-                [r for r, _ in points], [st["forget_accuracy"][0] * 100 for _, st in points], marker="o", label=method
-            )
-        a1.set_title("test accuracy after each request (%)")
-        a2.set_title("accuracy on everything forgotten so far (%)")
-        for a in (a1, a2):
-            a.set_xlabel("request")
-        a1.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"forgetting-{profile}-sequential.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+def last_request(agg: dict, key: str) -> int | None:
+    return max((r for (s, m, r) in agg if s == key and r is not None), default=None)
 
 
-def write(profile: str, seeds: list[dict], out: Path, wall_seconds: float) -> dict[str, Any]:
+def header(profile: Profile, seeds: list[dict], info: dict) -> list[str]:
+    logs = seeds[0]["logs"]
+    layers = "+".join(logs["gradient_layers"])
+    return [
+        f"# Forgetting benchmark: {profile.name}",
+        "",
+        f"`{profile.command}` at commit `{info['commit']}`. {profile.title}. Device: {info['device_name']}; "
+        f"{info['cpu']}, {info['cores']} cores (torch {info['torch']}, {info['torch_threads']} threads, "
+        f"Python {info['python']}). Seeds: {', '.join(str(s['seed']) for s in seeds)}; figures are mean ± "
+        "standard deviation over the seeds.",
+        "",
+        f"Original model: test accuracy {_fmt(_stat([s['original_test_accuracy'] for s in seeds]), 100)}%, "
+        f"trained with both update logs in {_fmt(_stat([s['train_seconds'] for s in seeds]), 1, 1)} s; "
+        f"{logs['steps']} recorded steps; dense log {logs['dense_bytes'] / 1e6:.0f} MB, pruned log (top 10% per "
+        f"tensor) {logs['pruned_bytes'] / 1e6:.0f} MB ({logs['pruned_ratio']:.1%} of dense), first-epoch "
+        f"gradients of {layers} {logs['gradient_bytes'] / 1e6:.0f} MB.",
+        "",
+        "Accuracies, MIA and Avg Gap in percent / percentage points; MIA is the attack's accuracy (forget set "
+        "against evaluation rows of its classes). Avg Gap: mean |metric - retrain| over forget, retain and "
+        "test accuracy and MIA. Gate: the service's verification (default policy) passed in n of the seeds, "
+        "and the tests that failed. Relearn: the relearn probe's statistic (how far ahead the forget set comes "
+        "back compared with never-seen rows; <= 0.3 passes). Speed-up: retrain time / method time; for "
+        "`auto`, time to a verified erasure with every attempt and its verification. Log: the update-log "
+        "bytes the method needs. Every method runs at the service's defaults; a label in brackets names a "
+        f"documented variant. The first-epoch rows update only {layers} (the recorded layers); "
+        f"`gradient_ascent ({layers}, control)` is current-gradient ascent on the same layers.",
+        "",
+    ]
+
+
+def scenario_table(key: str, title: str, agg: dict) -> list[str]:
+    lines = [f"## {title}", ""]
+    sequential = any(r is not None for (s, m, r) in agg if s == key)
+    class_scope = key.startswith("class")
+    head = (
+        ["method", "forget acc", "retain acc", "test acc"]
+        + (["forgotten-class test"] if class_scope else [])
+        + ["MIA", "MIA AUC", "Avg Gap", "gate", "relearn", "time (s)", "speed-up", "log (MB)"]
+    )
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    last = last_request(agg, key)
+    for (s, m, r), stat in agg.items():
+        if s != key or (sequential and r not in (None, last)):
+            continue
+        label = m
+        if "auto_methods" in stat:
+            label += " → " + ", ".join(f"{name} ({n})" for name, n in sorted(stat["auto_methods"].items()))
+        cells = [label] + [_fmt(stat.get(k), 100) for k in ("forget_accuracy", "retain_accuracy", "test_accuracy")]
+        if class_scope:
+            cells.append(_fmt(stat.get("forget_class_test_accuracy"), 100))
+        cells += [
+            _fmt(stat.get("mia_accuracy"), 100),
+            _fmt(stat.get("mia_auc"), 1, 3),
+            _fmt(stat.get("avg_gap")),
+            gate_cell(stat),
+            _fmt(stat.get("relearn_statistic"), 1, 3),
+            _fmt(stat.get("seconds")),
+            _fmt(stat.get("speedup"), 1, 1),
+            _fmt(stat.get("log_bytes"), 1e-6, 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if sequential:
+        lines += [
+            "",
+            f"After the last of the {last} requests; time is cumulative and the speed-up is against retraining "
+            f"after every request ({last} x the measured retrain). The reference is the model retrained without "
+            "all of them (the same forget set as the random-samples scenario); the gate judges the last model on "
+            "everything forgotten. When every request's `auto` plan is retrain alone (requests too small for the "
+            "membership test to verify anything), each costs the measured retrain and the last one's model is "
+            "the reference. Per-request figures are in the JSON and the plot.",
+        ]
+    return lines + [""]
+
+
+def gate_table(seeds: list[dict]) -> list[str]:
+    lines = [
+        "## The gate measured",
+        "",
+        "The gate run on the untouched original and on the retrained model of every scenario and seed.",
+        "",
+        "| scenario | MIA AUC original - retrain | original fails the gate | retrain passes the gate |",
+        "|---|---|---|---|",
+    ]
+    for key in seeds[0]["scenarios"]:
+        original, retrain = (targets.final_rows(seeds, key, m) for m in ("original", "retrain"))
+        diff = [o["mia_auc"] - r["mia_auc"] for o, r in zip(original, retrain, strict=True)]
+        fails = sum(not o["gate_passed"] for o in original)
+        passes = sum(bool(r["gate_passed"]) for r in retrain)
+        lines.append(f"| {key} | {_fmt(_stat(diff), 1, 3)} | {fails}/{len(original)} | {passes}/{len(retrain)} |")
+    return lines + [""]
+
+
+def targets_table(checked: list[dict]) -> list[str]:
+    lines = ["## Targets", "", "| scenario | method | target | met | missed | figures |", "|---|---|---|---|---|---|"]
+    for t in checked:
+        figures = ", ".join(f"{k} {_figure(v)}" for k, v in t["figures"].items() if v is not None)
+        missed = ", ".join(k for k, ok in t["checks"].items() if not ok)
+        lines.append(
+            f"| {t['scenario']} | {t['method']} | {t['target']} | {'yes' if t['met'] else 'NO'} | {missed} "
+            f"| {figures} |"
+        )
+    return lines + [""]
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "/".join(str(v) for v in value)
+    return str(value)
+
+
+def write(profile: Profile, seeds: list[dict], out: Path, wall_seconds: float, device=None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     agg = aggregate(seeds)
     scenarios = seeds[0]["scenarios"]
-    targets = check_targets(agg, scenarios)
-    info = machine()
-    text = markdown(profile, seeds, agg, targets, info)
-    text += f"\nWhole run: {wall_seconds / 60:.1f} minutes.\n"
-    (out / f"forgetting-{profile}.md").write_text(text)
+    checked = targets.check(seeds)
+    info = machine(device)
+    lines = header(profile, seeds, info)
+    for key, title in scenarios.items():
+        lines += scenario_table(key, title, agg)
+    lines += gate_table(seeds) + targets_table(checked)
+    lines.append(f"Whole run: {wall_seconds / 60:.1f} minutes.")
+    (out / f"forgetting-{profile.name}.md").write_text("\n".join(lines) + "\n")
     summary = {
-        "profile": profile,
+        "profile": profile.name,
+        "title": profile.title,
+        "command": profile.command,
         "machine": info,
         "wall_seconds": wall_seconds,
-        "targets": targets,
+        "targets": checked,
         "aggregate": [
-            {"scenario": s, "method": m, "request": r, **{k: list(v) for k, v in st.items()}}
+            {"scenario": s, "method": m, "request": r, **{k: _jsonable(v) for k, v in st.items()}}
             for (s, m, r), st in agg.items()
         ],
         "seeds": seeds,
     }
-    (out / f"forgetting-{profile}.json").write_text(json.dumps(summary, indent=1, default=float))
-    plots(profile, agg, scenarios, out)
+    (out / f"forgetting-{profile.name}.json").write_text(json.dumps(summary, indent=1, default=float))
+    plots.write(profile.name, agg, scenarios, out)
     return summary
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -88,6 +88,8 @@ def test_amnesiac_subtracts_the_steps_that_saw_the_samples_once(client, logged_m
         ("gradient_ascent", {"lr": 0.002, "partial": True, "max_epochs": 100}),
         ("gradient_ascent", {"gradients": "first_epoch", "lr": 2.0}),
         ("partial_amnesiac", {"repair_epochs": 2}),
+        ("scrub", {}),
+        ("salun", {}),
     ],
 )
 def test_every_method_forgets_a_class_through_the_api(client, method, params):

@@ -64,3 +64,24 @@ def test_divergence_is_detected():
     bad = LabelledTensors(x, torch.zeros(32, dtype=torch.long))
     with pytest.raises(TrainingDiverged, match="loss became"):
         train(fresh_model(), bad, RECIPE, progress=Progress(), epochs=1)
+
+
+def test_linear_decay_takes_the_learning_rate_to_zero_over_the_run(data):
+    train_set, _ = data
+    recipe = RECIPE.model_copy(update={"lr_schedule": "linear_decay", "epochs": 2})
+    seen: list[float] = []
+
+    class Watch:
+        def before_step(self, model, epoch, batch, rows):
+            pass
+
+        def after_step(self, model, epoch, batch, rows):
+            seen.append(optimizer.param_groups[0]["lr"])
+
+    seed_everything(0)
+    model = fresh_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    train(model, train_set, recipe, progress=Progress(), observer=Watch(), optimizer=optimizer)
+    steps = 2 * -(-len(train_set) // recipe.batch_size)
+    assert len(seen) == steps and seen[0] == pytest.approx(recipe.lr)
+    assert seen[-1] == pytest.approx(recipe.lr / steps) and all(a > b for a, b in zip(seen, seen[1:], strict=False))

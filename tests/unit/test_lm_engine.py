@@ -175,7 +175,7 @@ def test_recorder_stores_one_embedding_gradient_per_step_and_document(corpus, tr
 
 
 def test_classifier_only_methods_refuse_language_models():
-    for name in ("label_flip", "unsir"):
+    for name in ("label_flip", "unsir", "salun", "scrub"):
         with pytest.raises(MethodNotApplicable, match="needs a classifier; for language models use gradient_ascent"):
             METHODS[name].check_applicable("sample_ids", has_update_log=True, kind="language_model")
     with pytest.raises(MethodNotApplicable, match="scope sample_ids"):

@@ -50,6 +50,7 @@ CLASS_CASES = {
     "gradient_ascent_first_epoch": ("gradient_ascent", {"gradients": "first_epoch", "lr": 2.0}),
     "amnesiac": ("amnesiac", {"repair_epochs": 5}),
     "partial_amnesiac": ("partial_amnesiac", {"repair_epochs": 2}),
+    "scrub": ("scrub", {}),
 }
 
 
@@ -121,6 +122,8 @@ CANCEL_CASES = [
     ("gradient_ascent", {}),
     ("amnesiac", {}),
     ("partial_amnesiac", {}),
+    ("salun", {}),
+    ("scrub", {}),
 ]
 
 
@@ -141,6 +144,8 @@ def test_cancellation_stops_within_one_batch(trained, name, params):
         ("label_flip", {"partial": True}),
         ("gradient_ascent", {"lr": 0.002}),
         ("retrain", {}),
+        ("salun", {}),
+        ("scrub", {}),
     ],
 )
 def test_a_seed_reproduces_the_same_model_on_cpu(trained, name, params):
@@ -168,6 +173,8 @@ def test_every_param_is_documented_with_a_default_and_validated():
         ("partial_amnesiac", {"top_p": 0}),
         ("amnesiac", {"repair_epochs": -1}),
         ("gradient_ascent", {"gradients": "last_epoch"}),
+        ("salun", {"threshold": 0}),
+        ("scrub", {"temperature": 0}),
     ]:
         with pytest.raises(ValueError):
             METHODS[name].parse_params(bad)

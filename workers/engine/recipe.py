@@ -20,6 +20,11 @@ class TrainingRecipe(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds initialisation and shuffling.")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (ignored by Adam/AdamW).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty / decoupled weight decay.")
+    lr_schedule: Literal["constant", "linear_decay"] = Field(
+        "constant",
+        description="constant, or linear_decay: the learning rate falls linearly to 0 over the run's batches "
+        "(better accuracy from few epochs).",
+    )
 
 
 def make_optimizer(params, recipe: TrainingRecipe, lr: float | None = None) -> torch.optim.Optimizer:

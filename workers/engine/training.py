@@ -178,20 +178,30 @@ def train(
         if data.ids is None:
             raise ValueError("group_by_ids needs data.ids (each row's document ID)")
         groups = document_rows(data.ids)
+    base_lrs = [group["lr"] for group in stepper.optimizer.param_groups]
     model.train()
     for epoch in range(epochs):
         if group_by_ids:
             batches = document_batches(groups, batch_size, generator)
         else:
             batches = shuffled_batches(len(data), batch_size, generator)
+        batches = list(batches)
         for batch, rows in enumerate(batches):
             progress.check_cancel()
             device_rows = rows.to(data.device)
             if observer:
                 observer.before_step(model, epoch, batch, rows)
+            if recipe.lr_schedule == "linear_decay":
+                _decay(stepper.optimizer, base_lrs, (epoch + batch / len(batches)) / epochs)
             loss = objective.loss(model, data.x[device_rows], data.y[device_rows])
             stepper.step(loss, phase=phase, epoch=epoch, batch=batch, samples=len(rows))
             if observer:
                 observer.after_step(model, epoch, batch, rows)
     model.eval()
     return model
+
+
+def _decay(optimizer: torch.optim.Optimizer, base_lrs: list[float], done: float) -> None:
+    """Linear decay: each group's learning rate at ``1 - done`` of its starting value."""
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["lr"] = base * (1.0 - done)

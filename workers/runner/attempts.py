@@ -12,32 +12,25 @@ metrics, and no version is made.
 
 from __future__ import annotations
 
-import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from torch import nn
 
 from app.jobs.tables import Job
 from app.settings import get_settings
 from workers.engine.holdout import RULE
-from workers.engine.methods import MethodNotApplicable, UnlearningTask, get_method
+from workers.engine.methods import UnlearningTask
 from workers.engine.update_log import UpdateLogReader
 from workers.engine.verification import gate
+from workers.engine.verification.attempts import AttemptHooks, brief, first_verified, summary
 from workers.engine.verification.plan import AUTO, RETRAIN, LogFacts, Planned, escalation, plan
 from workers.engine.verification.policy import ON_FAILURE_DEFAULT, VerificationPolicy, effective
 
-EXACT = "retrain"
-
-
-class Hooks(Protocol):
-    def verifying(self) -> None:
-        """RUNNING -> VERIFYING (raises Cancelled if a cancel arrived)."""
-
-    def escalating(self, attempt: dict[str, Any], next_method: str) -> None:
-        """The attempt failed or refused: record it and go on with ``next_method`` (-> RUNNING)."""
+# verifying(): RUNNING -> VERIFYING (raises Cancelled if a cancel arrived); escalating(): record the
+# failed attempt and go on (-> RUNNING)
+Hooks = AttemptHooks
 
 
 class VerificationFailed(Exception):
@@ -119,46 +112,28 @@ def run_attempts(
     roles: dict[str, int],
 ) -> Verified:
     before = measure(source)
-    baseline = gate.source_utility(source, data)
-    attempts: list[dict[str, Any]] = []
-    for i, step in enumerate(steps):
-        last = i == len(steps) - 1
-        method = get_method(step.method)
-        task = new_task(copy.deepcopy(source))
-        started = time.perf_counter()
-        try:
-            params = method.parse_params(step.params)
-            method.check_applicable(task.scope, task.update_log is not None, task.kind)
-            task.progress.total_steps = task.progress.step + (method.planned_steps(task, params) or 0)
-            model = method.run(task, params).eval()
-        except MethodNotApplicable as exc:
-            attempts.append({**step.as_dict(), "outcome": "refused", "reason": str(exc)})
-            if last:
-                raise
-            hooks.escalating(_summary(attempts[-1]), steps[i + 1].method)
-            continue
-        wall = round(time.perf_counter() - started, 4)
-        hooks.verifying()
-        verdict = gate.verify(model, data, policy, source=baseline, recipe=task.recipe)
-        exact = step.method == EXACT
-        outcome = "exact" if exact else ("verified" if verdict["passed"] else "failed_verification")
-        attempts.append({**step.as_dict(), "outcome": outcome, "wall_time_s": wall, "tests": verdict["tests"]})
-        if verdict["passed"] or exact or (last and on_failure(job) == "accept"):
-            guarantee = "exact" if exact else ("verified" if verdict["passed"] else "unverified")
-            metrics = measure(model)
-            metrics.update(before=before, **task.extra_metrics)
-            metrics.update(
-                _evidence(step, guarantee, verdict, attempts, policy, job, notes, roles), method_used=step.method
-            )
-            return Verified(model, metrics, task.consumed_log_steps)
-        if not last:
-            hooks.escalating(_summary(attempts[-1]), steps[i + 1].method)
-            continue
-        failed = [_brief(t) for t in verdict["tests"] if t["passed"] is False]
-        metrics = {"before": before, **_evidence(step, None, verdict, attempts, policy, job, notes, roles)}
-        names = ", ".join(f"{t['name']} ({_said(t)})" for t in failed)
-        raise VerificationFailed(f"{step.method}'s model failed verification: {names}", step.method, failed, metrics)
-    raise AssertionError("an empty plan")  # plans always hold at least one method
+    outcome = first_verified(
+        steps,
+        source=source,
+        new_task=new_task,
+        data=data,
+        policy=policy,
+        baseline=gate.source_utility(source, data),
+        accept_last=on_failure(job) == "accept",
+        hooks=hooks,
+    )
+    step, verdict, attempts = outcome.step, outcome.verdict, outcome.attempts
+    if outcome.model is not None:
+        metrics = measure(outcome.model)
+        metrics.update(before=before, **outcome.task.extra_metrics)
+        metrics.update(
+            _evidence(step, outcome.guarantee, verdict, attempts, policy, job, notes, roles), method_used=step.method
+        )
+        return Verified(outcome.model, metrics, outcome.task.consumed_log_steps)
+    failed = [brief(t) for t in verdict["tests"] if t["passed"] is False]
+    metrics = {"before": before, **_evidence(step, None, verdict, attempts, policy, job, notes, roles)}
+    names = ", ".join(f"{t['name']} ({_said(t)})" for t in failed)
+    raise VerificationFailed(f"{step.method}'s model failed verification: {names}", step.method, failed, metrics)
 
 
 def _evidence(step, guarantee, verdict, attempts, policy, job, notes, roles) -> dict[str, Any]:
@@ -172,21 +147,10 @@ def _evidence(step, guarantee, verdict, attempts, policy, job, notes, roles) -> 
             "policy_change": job.verification,
             "on_verification_failure": on_failure(job),
         },
-        "attempts": [_summary(a) for a in attempts],
+        "attempts": [summary(a) for a in attempts],
         "plan_notes": notes,
         "holdout_roles": {**roles, "rule": RULE},
     }
-
-
-def _summary(attempt: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in attempt.items() if k != "tests"}
-    if "tests" in attempt:
-        out["failed_tests"] = [_brief(t) for t in attempt["tests"] if t["passed"] is False]
-    return out
-
-
-def _brief(test: dict[str, Any]) -> dict[str, Any]:
-    return {k: test.get(k) for k in ("name", "statistic", "threshold", "comparison", "note") if test.get(k) is not None}
 
 
 def _said(test: dict[str, Any]) -> str:

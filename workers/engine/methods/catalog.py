@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Scope = Literal["sample_ids", "class_labels"]
 Kind = Literal["classifier", "language_model"]
@@ -218,6 +218,88 @@ class UnsirParams(MethodParams):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the noise, the retain subset and the batch order.")
 
 
+class SalunParams(MethodParams):
+    threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Saliency mask (the paper's gamma): the fraction of all parameter entries, ranked together "
+        "by |gradient| of the forget-set loss, that may change; the rest stay bit-identical.",
+    )
+    epochs: int = Field(1, ge=1, le=100, description="Passes over the forget set (random labels).")
+    retain_ratio: float = Field(
+        10.0,
+        ge=0,
+        le=1000,
+        description="Retain rows (true labels) shuffled in with the forget rows per pass, per forget row; at "
+        "most the whole retain set (the paper mixes in all of it).",
+    )
+    lr: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="Initial learning rate of SalUn's SGD (momentum 0.9, weight decay 5e-4), decaying linearly "
+        "to 0 over the run. Default: 0.02 for classes, 0.01 for samples (the paper: 0.013).",
+    )
+    batch_size: int | None = Field(None, ge=1, le=65536, description="Batch size (default: the recipe's).")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the random labels, retain rows and batch order.")
+
+
+class ScrubParams(MethodParams):
+    epochs: int = Field(3, ge=1, le=100, description="Epochs: each a max pass over the forget set, then min steps.")
+    max_epochs: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="How many of the first epochs start with a max pass (default: all; the public code: 2 of 3).",
+    )
+    final_max_pass: bool | None = Field(
+        None,
+        description="One more max pass after the last min steps, for forget rows the min steps brought back "
+        "under their target. Default: on for class scope (a forgotten class must end below chance), off for "
+        "sample scope (there it pushes most forget batches again: 7 test points lost on average on digits).",
+    )
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam",
+        description="adam (the public small-scale setting) bounds every step; with sgd (the public large-scale "
+        "setting) the KL ascent grows exponentially and overshoots. Each phase keeps its own optimiser state.",
+    )
+    lr: float = Field(0.003, gt=0, le=10, description="Learning rate of both phases.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (optimizer=sgd only).")
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="L2 penalty, as in the public code.")
+    temperature: float = Field(4.0, gt=0, le=100, description="Softmax temperature T of both KL terms.")
+    alpha: float = Field(0.001, ge=0, le=100, description="Min steps: weight of KL(teacher || student) on retain rows.")
+    gamma: float = Field(0.99, ge=0, le=100, description="Min steps: weight of the retain rows' cross-entropy.")
+    forget_batch_size: int = Field(32, ge=1, le=65536, description="Forget rows per max step.")
+    retain_batch_size: int = Field(64, ge=1, le=65536, description="Retain rows per min step.")
+    retain_per_forget: float = Field(
+        1.5,
+        ge=0,
+        le=1000,
+        description="Min steps per epoch: this many retain rows per forget row, at most the whole retain set "
+        "(the public code runs a whole retain epoch). Tied to the forget set, so the two phases keep their "
+        "balance however large the retain set is, and the cost stays a small share of a retrain.",
+    )
+    first_step: Literal["cross_entropy_ascent", "none"] = Field(
+        "cross_entropy_ascent",
+        description="The student starts equal to the teacher, where the KL gradient is zero (to rounding): the "
+        "first max step ascends the forget rows' cross-entropy instead. none: KL from the start (public code).",
+    )
+    calibrated: bool = Field(
+        True,
+        description="A forget row takes part in max steps only until it reaches its target: class scope, per "
+        "row, the label's probability at or below chance (1 / classes); sample scope, per batch, the mean "
+        "loss at the held-out loss of the forget set's classes. false: every row, every max step (public).",
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the batch order.")
+
+    @model_validator(mode="after")
+    def _max_epochs_within_epochs(self) -> ScrubParams:
+        if self.max_epochs is not None and self.max_epochs > self.epochs:
+            raise ValueError(f"max_epochs ({self.max_epochs}) cannot exceed epochs ({self.epochs})")
+        return self
+
+
 # ---- specs (the implementations: workers/engine/methods/<name>.py) ----------------------------
 
 
@@ -272,6 +354,25 @@ class UnsirSpec(MethodSpec):
     not_for_language_models = "forgets classes and needs a classifier"
 
 
+class SalunSpec(MethodSpec):
+    name = "salun"
+    summary = "SalUn: random labels on the forget set, mixed with retain rows, updating only the salient weights."
+    Params = SalunParams
+    kinds = frozenset({"classifier"})
+    not_for_language_models = "trains on random class labels and needs a classifier"
+
+
+class ScrubSpec(MethodSpec):
+    name = "scrub"
+    summary = (
+        "SCRUB: a student moves away from the frozen source model (the teacher) on the forget set and "
+        "stays close to it on the retain set."
+    )
+    Params = ScrubParams
+    kinds = frozenset({"classifier"})
+    not_for_language_models = "distils class outputs and needs a classifier"
+
+
 SPECS: dict[str, MethodSpec] = {
     s.name: s
     for s in (
@@ -282,6 +383,8 @@ SPECS: dict[str, MethodSpec] = {
         LabelFlipSpec(),
         GradientAscentSpec(),
         UnsirSpec(),
+        SalunSpec(),
+        ScrubSpec(),
     )
 }
 

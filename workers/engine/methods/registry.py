@@ -9,10 +9,23 @@ from workers.engine.methods.gradient_ascent import GradientAscent
 from workers.engine.methods.label_flip import LabelFlip
 from workers.engine.methods.partial_amnesiac import PartialAmnesiac
 from workers.engine.methods.retrain import Retrain
+from workers.engine.methods.salun import Salun
+from workers.engine.methods.scrub import Scrub
 from workers.engine.methods.unsir import Unsir
 
 METHODS: dict[str, UnlearningMethod] = {
-    m.name: m for m in (Retrain(), Finetune(), Amnesiac(), PartialAmnesiac(), LabelFlip(), GradientAscent(), Unsir())
+    m.name: m
+    for m in (
+        Retrain(),
+        Finetune(),
+        Amnesiac(),
+        PartialAmnesiac(),
+        LabelFlip(),
+        GradientAscent(),
+        Unsir(),
+        Salun(),
+        Scrub(),
+    )
 }
 
 
