@@ -31,10 +31,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.seeds:
         profile.seeds = args.seeds
     device = torch.device(args.device)
+    info = report.machine(device)  # before the run: the commit of the code that runs, not of later edits
     started = time.perf_counter()
     ds = profile.load()
     seeds = [run_seed(profile, ds, seed, device) for seed in profile.seeds]
-    summary = report.write(profile, seeds, args.out, time.perf_counter() - started, device)
+    summary = report.write(profile, seeds, args.out, time.perf_counter() - started, info)
     for target in summary["targets"]:
         logging.info("target %s %s: %s", target["scenario"], target["method"], "met" if target["met"] else "MISSED")
     return summary

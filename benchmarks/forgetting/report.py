@@ -232,12 +232,11 @@ def _figure(value: Any) -> str:
     return str(value)
 
 
-def write(profile: Profile, seeds: list[dict], out: Path, wall_seconds: float, device=None) -> dict[str, Any]:
+def write(profile: Profile, seeds: list[dict], out: Path, wall_seconds: float, info: dict) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     agg = aggregate(seeds)
     scenarios = seeds[0]["scenarios"]
     checked = targets.check(seeds)
-    info = machine(device)
     lines = header(profile, seeds, info)
     for key, title in scenarios.items():
         lines += scenario_table(key, title, agg)

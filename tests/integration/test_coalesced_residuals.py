@@ -17,7 +17,7 @@ from tests.helpers import audit_events, forget, register_digits, train_ids, trai
 REQUESTS = 615
 QUICK = {"epochs": 1}
 BLOCKER = {"epochs": 100, "batch_size": 8}  # holds the model while the requests queue behind it
-FINAL_TRANSACTION_MAX_S = 2.0
+FINAL_TRANSACTION_MAX_S = 10.0  # 0.8 s measured alone, 2.8 s in a loaded suite; 85 s before
 
 
 @pytest.fixture(scope="module")

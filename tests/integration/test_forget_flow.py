@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from app.datasets.tables import DatasetSample
 from tests.helpers import (
     FAST_ARCH,
+    FAST_RECIPE,
     count_train,
     digits,
     forget,
@@ -40,7 +41,9 @@ def _all_pages(client, path: str, page_size: int) -> list[dict]:
 
 def test_class_forgetting_end_to_end(client, db):
     dataset = register_digits(client)  # its own copy: erasures tombstone rows dataset-wide
-    model = train_model(client, dataset["id"])
+    # lr 0.05: at the fast recipe's 0.1 (momentum 0.9) a retrain on ~1,300 images is chaotic, its retained
+    # accuracy 0.87-0.92 by thread count and memory layout alone; this test is about the flow, not that
+    model = train_model(client, dataset["id"], recipe={**FAST_RECIPE, "lr": 0.05})
     v1 = client.get(f"/v1/models/{model['id']}/versions/1").json()
     assert v1["state"] == "ACTIVE" and len(v1["sha256"]) == 64 and v1["size_bytes"] > 0
     assert v1["metrics"]["test_accuracy"] > 0.9

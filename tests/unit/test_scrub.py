@@ -6,18 +6,16 @@ docs/decisions/scrub.md."""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
 
 from app.datasets.builtin import digits_arrays
-from tests.unit.engine_fixtures import RECIPE, Recorder, fresh_model, split_by_label
+from tests.unit.engine_fixtures import RECIPE, Recorder, fresh_model, make_task, split_by_label
 from workers.engine.checkpoints import state_equal
 from workers.engine.evaluation import accuracy
 from workers.engine.holdout import calibration_mask
-from workers.engine.methods import METHODS, MethodNotApplicable, UnlearningTask
+from workers.engine.methods import METHODS, MethodNotApplicable
 from workers.engine.methods import scrub as scrub_module
 from workers.engine.metrics import mean_loss
 from workers.engine.runtime import Progress
@@ -44,30 +42,10 @@ def digits():
     return model, train_set, rows(held_out & calibration), rows(held_out & ~calibration)
 
 
-def task_for(model, train_set, calibration, *, label=None, forget_ids=None, hooks=None) -> UnlearningTask:
-    if label is not None:
-        forget, scope, classes = train_set.y == label, "class_labels", (label,)
-    else:
-        forget, scope, classes = torch.from_numpy(np.isin(train_set.ids, forget_ids)), "sample_ids", ()
-    return UnlearningTask(
-        model=copy.deepcopy(model),
-        build_model=fresh_model,
-        recipe=RECIPE,
-        forget=train_set.subset(forget.nonzero()[:, 0]),
-        retain=train_set.subset((~forget).nonzero()[:, 0]),
-        scope=scope,
-        num_classes=10,
-        device=torch.device("cpu"),
-        progress=Progress(hooks),
-        forget_classes=classes,
-        holdout=calibration,
-    )
-
-
 def test_class_scope_forgets_the_class_and_keeps_the_others(digits):
     model, train_set, calibration, evaluation = digits
     forgotten, kept = split_by_label(evaluation, FORGET_CLASS)
-    task = task_for(model, train_set, calibration, label=FORGET_CLASS)
+    task = make_task(model, train_set, calibration, label=FORGET_CLASS)
     out = SCRUB.run(task, SCRUB.Params())
     # here, seeds 0-2: 0.0 and +0.5..+2.3 points; over 3 digits x 3 models x 3 seeds: 0.0, worst -1.4 points
     assert accuracy(model, forgotten) == 1.0
@@ -79,7 +57,7 @@ def test_class_scope_forgets_the_class_and_keeps_the_others(digits):
 def test_sample_scope_moves_the_forget_set_toward_the_held_out_level(digits):
     model, train_set, calibration, evaluation = digits
     ids = np.random.default_rng(0).choice(np.array(train_set.ids), 100, replace=False)
-    task = task_for(model, train_set, calibration, forget_ids=ids)
+    task = make_task(model, train_set, calibration, forget_ids=ids)
     unseen = evaluation.subset(torch.isin(evaluation.y, torch.unique(task.forget.y)).nonzero()[:, 0])
     before = mean_loss(model, task.forget) / mean_loss(model, unseen)
     out = SCRUB.run(task, SCRUB.Params())
@@ -100,7 +78,7 @@ def test_the_teacher_stays_the_source_model(digits, monkeypatch):
         return teachers[-1]
 
     monkeypatch.setattr(scrub_module, "frozen_teacher", spy)
-    out = SCRUB.run(task_for(model, train_set, calibration, label=FORGET_CLASS), SCRUB.Params())
+    out = SCRUB.run(make_task(model, train_set, calibration, label=FORGET_CLASS), SCRUB.Params())
     (teacher,) = teachers
     assert state_equal(teacher, model) and not state_equal(out, model)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
@@ -114,7 +92,7 @@ def test_the_first_max_step_breaks_the_symmetric_start(digits):
     for name in ("cross_entropy_ascent", "none"):
         hooks = Recorder()
         params = {"first_step": name, "optimizer": "sgd", "weight_decay": 0.0, "epochs": 1}
-        SCRUB.run(task_for(model, train_set, calibration, label=FORGET_CLASS, hooks=hooks), SCRUB.parse_params(params))
+        SCRUB.run(make_task(model, train_set, calibration, label=FORGET_CLASS, hooks=hooks), SCRUB.parse_params(params))
         first[name] = hooks.records[0]
         assert first[name].phase == "max"
     # zero up to rounding
