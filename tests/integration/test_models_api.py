@@ -121,10 +121,11 @@ def test_resnet18_trains_through_the_service(client, digits_dataset):
             digits_dataset["id"],
             architecture="resnet18",
             config={"width": 4},
-            recipe={**FAST_RECIPE, "epochs": 1, "lr": 0.05},
+            # 3 epochs: after 1 the accuracy was 0.24-0.30 by machine (thread count, kernels); after 3, ~0.87
+            recipe={**FAST_RECIPE, "epochs": 3, "lr": 0.05},
         ),
     )
     assert resp.status_code == 202, resp.text
     job = wait_job(client, resp.json()["training_job_id"])
     assert job["state"] == "SUCCEEDED", job
-    assert job["metrics"]["test_accuracy"] > 0.3  # one epoch of a tiny ResNet: well above chance (0.1)
+    assert job["metrics"]["test_accuracy"] > 0.5  # a tiny ResNet: well above chance (0.1)
