@@ -146,7 +146,8 @@ class SeedRun:
             return self.dense_log.manifest.stored_bytes
         if method == "partial_amnesiac":
             return self.pruned_log.manifest.stored_bytes
-        if method in ("gradient_ascent", "auto") and params.get("gradients", "first_epoch") == "first_epoch":
+        # auto's plan starts with first-epoch gradients; current-gradient ascent reads no log
+        if method == "auto" or (method == "gradient_ascent" and params.get("gradients") == "first_epoch"):
             return self.pruned_log.manifest.gradient_bytes
         return 0
 
