@@ -24,6 +24,7 @@ from benchmarks.forgetting.runs import SeedRun, Sets, gate_fields
 from benchmarks.forgetting.scenarios import Scenario, build
 from workers.engine.datasets import ArrayDataset
 from workers.engine.metrics import gaps
+from workers.engine.runtime import TrainingDiverged
 from workers.engine.verification.attempts import first_verified
 from workers.engine.verification.plan import LogFacts, plan
 
@@ -51,7 +52,13 @@ class Experiment(SeedRun):
                 rows.append(self.auto(scenario, sets, reference, retrain_seconds, retrain_gate))
                 continue
             self.reset_logs()
-            out, seconds, task = self.run(copy.deepcopy(self.original), scenario, row.method, row.params, sets)
+            try:
+                out, seconds, task = self.run(copy.deepcopy(self.original), scenario, row.method, row.params, sets)
+            except TrainingDiverged as exc:
+                # the service fails such a job (auto moves on to its next method): no model to measure
+                rows.append(self.diverged(scenario, row.label, str(exc)))
+                log.info("seed %d %s %-45s diverged: %s", self.seed, scenario.key, row.label, exc)
+                continue
             metrics = self.evaluate(out, sets)
             rows.append(
                 self.row(scenario, row.label, metrics, seconds, retrain_seconds, reference, row, task)
@@ -133,7 +140,11 @@ class Experiment(SeedRun):
                 done = np.union1d(done, request)
                 sets = self.sets(done, scenario)
                 request_sets = self.sets(request, scenario, retain_rows=np.setdiff1d(self.train_rows, done))
-                model, seconds, task = self.run(model, scenario, spec.method, spec.params, request_sets)
+                try:
+                    model, seconds, task = self.run(model, scenario, spec.method, spec.params, request_sets)
+                except TrainingDiverged as exc:
+                    rows.append(self.diverged(scenario, spec.label, str(exc)) | {"request": n})
+                    break
                 elapsed += seconds
                 reader = self.log_for(spec.method)
                 if task.consumed_log_steps and reader is not None:
@@ -192,6 +203,17 @@ class Experiment(SeedRun):
         return row | self.verify(model, everything) | {"request": n} | attempts
 
     # ---- a table row --------------------------------------------------------------------------
+    def diverged(self, scenario: Scenario, label: str, reason: str) -> dict[str, Any]:
+        """A method whose loss became NaN/inf: no metrics, the gate counted as failed (``diverged``)."""
+        return {
+            "seed": self.seed,
+            "scenario": scenario.key,
+            "method": label,
+            "diverged": reason,
+            "gate_passed": False,
+            "gate": {"diverged": False},
+        }
+
     def row(
         self,
         scenario: Scenario,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from torch import nn
 
 from workers.engine.methods import MethodNotApplicable, UnlearningTask, get_method
+from workers.engine.runtime import TrainingDiverged
 from workers.engine.verification import gate
 from workers.engine.verification.plan import Planned
 from workers.engine.verification.policy import VerificationPolicy
@@ -63,8 +64,8 @@ def first_verified(
     accept_last: bool = False,
     hooks: AttemptHooks | None = None,
 ) -> Outcome:
-    """Each attempt starts from a copy of ``source``. A method that refuses hands over to the next
-    (the last one's refusal is raised); ``accept_last`` keeps the last model even if it fails."""
+    """Each attempt starts from a copy of ``source``. A method that refuses or diverges hands over to
+    the next (the last one's is raised); ``accept_last`` keeps the last model even if it fails."""
     hooks = hooks or NoAttemptHooks()
     attempts: list[dict[str, Any]] = []
     for i, step in enumerate(steps):
@@ -77,8 +78,10 @@ def first_verified(
             method.check_applicable(task.scope, task.update_log is not None, task.kind)
             task.progress.total_steps = task.progress.step + (method.planned_steps(task, params) or 0)
             model = method.run(task, params).eval()
-        except MethodNotApplicable as exc:
-            attempts.append({**step.as_dict(), "outcome": "refused", "reason": str(exc)})
+        except (MethodNotApplicable, TrainingDiverged) as exc:
+            # a refusal, or a loss that became NaN/inf (its model is garbage): the next method runs
+            outcome = "refused" if isinstance(exc, MethodNotApplicable) else "diverged"
+            attempts.append({**step.as_dict(), "outcome": outcome, "reason": str(exc)})
             if last:
                 raise
             hooks.escalating(summary(attempts[-1]), steps[i + 1].method)
