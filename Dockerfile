@@ -18,6 +18,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY workers ./workers
 COPY migrations ./migrations
+COPY unlearnd_client ./unlearnd_client
 RUN pip install -e .
 
 # Mount points of the named volumes (artifacts, keys), owned by the app user: a new named volume
