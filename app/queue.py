@@ -4,6 +4,10 @@ The API only publishes (by task name); workers/celery_app.py registers the task 
 app. Publishing happens after the job's row is committed (see app.db.session.on_commit); whatever
 could not be published is re-sent by the reconciler, and a task whose job is no longer QUEUED does
 nothing, so duplicates are harmless.
+
+Jobs go to the queue of their device class (``<queue_name>.gpu``, ``<queue_name>.cpu``), decided
+when the job is created (app.jobs.service.device_class_for) and kept on its row, so a re-send goes
+where the first send went; workers pick the classes they serve with ``celery worker -Q``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,19 @@ from app.settings import Settings, get_settings
 
 RUN_JOB = "unlearnd.run_job"
 RECONCILE = "unlearnd.reconcile"
+DEVICE_CLASSES = ("gpu", "cpu")
+
+
+def job_queue(base: str, device_class: str) -> str:
+    """The queue of one device class's jobs."""
+    if device_class not in DEVICE_CLASSES:
+        raise ValueError(f"unknown device class {device_class!r}")
+    return f"{base}.{device_class}"
+
+
+def job_queues(base: str) -> list[str]:
+    """Every job queue: what a worker that serves all device classes consumes (tests, embedded)."""
+    return [job_queue(base, c) for c in DEVICE_CLASSES]
 
 
 def housekeeping_queue(job_queue: str) -> str:
@@ -30,7 +47,8 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
-        task_default_queue=settings.queue_name,
+        # a worker started without -Q serves the gpu queue (where every job went before device classes)
+        task_default_queue=job_queue(settings.queue_name, "gpu"),
         task_routes=(_housekeeping_router(housekeeping_queue(settings.queue_name)),),
         task_ignore_result=True,  # Postgres is the only source of truth
         task_acks_late=True,  # a job whose worker dies is redelivered, not lost
@@ -62,8 +80,17 @@ def celery_app() -> Celery:
     return app
 
 
-def enqueue_job(job_id: uuid.UUID) -> None:
-    celery_app().send_task(RUN_JOB, args=[str(job_id)], task_id=str(job_id))
+def enqueue_job(job_id: uuid.UUID, device_class: str | None = None) -> None:
+    """Publish the job to its device class's queue; without ``device_class``, the one its row names
+    (a worker's hand-off to the model's next job knows only the id)."""
+    if device_class is None:
+        from app.db import session_scope
+        from app.jobs import repository as jobs_repo
+
+        with session_scope() as db:
+            device_class = jobs_repo.device_class_of(db, job_id) or "gpu"
+    queue = job_queue(get_settings().queue_name, device_class)
+    celery_app().send_task(RUN_JOB, args=[str(job_id)], task_id=str(job_id), queue=queue)
 
 
 def broker_ping(timeout: float = 2.0) -> None:

@@ -37,8 +37,22 @@ class Settings(BaseSettings):
 
     # Worker behaviour
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = Field(
+        True,
+        description="On CUDA: deterministic kernels, no cuDNN autotuning and no TF32, so that a run repeats "
+        "bit for bit; false trades that for speed (workers/engine/device.py, docs/decisions/cuda-engine.md). "
+        "No effect on the CPU.",
+    )
+    # Jobs go to the queue of their model's device class, `<queue_name>.gpu` or `<queue_name>.cpu`
+    # (app/queue.py). A model whose device_class is "auto" goes to the cpu queue when it has fewer
+    # parameters than this. 1 M: the small classifiers (cnn_small 4-14 k, mlp) train in seconds to a
+    # couple of minutes on CPU cores (MNIST's retrain: 99 s on 2 cores, benchmarks/results/forgetting-mnist.md),
+    # while the language-model benchmark's GPT-2 of 1.3 M parameters took 233 s for its pretraining on
+    # 2 cores (language-models-tinyshakespeare.md), seconds on a GPU, and resnet18 (2.8 M at width 32)
+    # convolves every pixel: from about a million parameters up the GPU is worth its slot.
+    cpu_max_parameters: int = Field(1_000_000, ge=0)
     job_max_attempts: int = Field(3, ge=1, le=20)
-    # a QUEUED job re-sent this many times while its model was idle and a worker alive fails
+    # a QUEUED job re-sent this many times while its model was idle and a worker of its queue idle fails
     job_max_unclaimed_sends: int = Field(10, ge=1)
     job_lease_seconds: int = Field(120, ge=5)
     # A recycled child re-imports torch (seconds): recycle rarely, for GPU memory fragmentation.

@@ -85,8 +85,10 @@ def start_api(env: dict[str, str], port: int, log_path: Path, workers: int = 1) 
 
 
 def start_worker(env: dict[str, str], name: str, log_path: Path, queues: list[str] | None = None) -> Process:
-    """A worker of the job queue (``queues``: others instead); ``node_name`` is what it named itself
-    (``name`` plus a suffix of this start's own, workers/heartbeat.py)."""
+    """A worker of every device class's job queue (``queues``: others instead); ``node_name`` is what
+    it named itself (``name`` plus a suffix of this start's own, workers/heartbeat.py)."""
+    from app.queue import job_queues
+
     args = [
         sys.executable,
         "-m",
@@ -100,7 +102,7 @@ def start_worker(env: dict[str, str], name: str, log_path: Path, queues: list[st
         "-n",
         f"{name}@%h",
         "-Q",
-        ",".join(queues or [env["UNLEARND_QUEUE_NAME"]]),
+        ",".join(queues or job_queues(env["UNLEARND_QUEUE_NAME"])),
     ]
     worker = Process("worker", args, env, log_path)
     worker.wait_for_log(" ready.", timeout=60)

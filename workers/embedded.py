@@ -15,7 +15,7 @@ from app.db import commit, session_scope
 from app.db.migrate import upgrade_to_head
 from app.main import create_app
 from app.observability.logs import configure_logging
-from app.queue import celery_app, housekeeping_queue
+from app.queue import celery_app, housekeeping_queue, job_queues
 from app.settings import get_settings
 
 log = logging.getLogger("unlearnd.embedded")
@@ -34,9 +34,9 @@ def start_worker_thread() -> WorkController:
         pool="solo",
         concurrency=1,
         hostname=unique_node_name("embedded@localhost"),
-        # one process is the whole service: it takes housekeeping messages too (the reconciler
-        # itself runs on a thread of its own, below, not through the broker)
-        queues=[get_settings().queue_name, housekeeping_queue(get_settings().queue_name)],
+        # one process is the whole service: it takes the jobs of every device class and housekeeping
+        # messages too (the reconciler itself runs on a thread of its own, below, not through the broker)
+        queues=[*job_queues(get_settings().queue_name), housekeeping_queue(get_settings().queue_name)],
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,

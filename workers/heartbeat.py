@@ -21,9 +21,10 @@ from typing import Any
 from celery import bootsteps
 from celery.worker import state
 
-from app.queue import RUN_JOB
+from app.queue import DEVICE_CLASSES, RUN_JOB, job_queue
 from app.settings import get_settings
 from app.worker_status.store import HeartbeatStore, get_heartbeat_store, ttl_seconds
+from workers.device_info import DeviceProbe
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0  # how soon a new current job shows up (an in-memory look, no I/O)
@@ -57,16 +58,26 @@ def current_job() -> dict[str, Any] | None:
     return {"id": request.id, "started_at": _iso(request.time_start) if request.time_start else None}
 
 
+def device_classes(queues: list[str]) -> list[str]:
+    """The device classes whose job queues a worker consuming ``queues`` serves."""
+    base = get_settings().queue_name
+    return [c for c in DEVICE_CLASSES if job_queue(base, c) in queues]
+
+
 class Beater:
-    def __init__(self, name: str, queues: list[str], store: HeartbeatStore, interval_s: float):
+    def __init__(
+        self, name: str, queues: list[str], store: HeartbeatStore, interval_s: float, probe: DeviceProbe | None = None
+    ):
         self.name = name
         self.store = store
         self.interval_s = interval_s
+        self.probe = probe or DeviceProbe(get_settings().device, os.environ.get("CUDA_VISIBLE_DEVICES"))
         self.identity = {
             "name": name,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
             "queues": queues,
+            "device_classes": device_classes(queues),
             "started_at": _iso(time.time()),
         }
         self._stopping = threading.Event()
@@ -74,7 +85,7 @@ class Beater:
         self._failing = False
 
     def beat(self, job: dict[str, Any] | None) -> None:
-        beat = {**self.identity, "last_beat_at": _iso(time.time()), "current_job": job}
+        beat = {**self.identity, "device": self.probe.read(), "last_beat_at": _iso(time.time()), "current_job": job}
         try:
             self.store.put(self.name, beat, ttl_seconds())
         except Exception as exc:  # Redis away: keep trying; log once per outage, not every second
@@ -127,8 +138,8 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
         try:
             queues = sorted(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
         except Exception:
-            queues = [get_settings().queue_name]
-        if get_settings().queue_name not in queues:
+            queues = [job_queue(get_settings().queue_name, "gpu")]  # the default queue
+        if not device_classes(queues):
             return  # a housekeeping-only worker runs no job: it is not a worker the reconciler counts
         self.beater = Beater(worker.hostname, queues, get_heartbeat_store(), get_settings().worker_heartbeat_interval_s)
         self.beater.start()

@@ -78,6 +78,10 @@ def oldest_queued_of_model(db: Session, model_id: uuid.UUID) -> uuid.UUID | None
     return db.scalar(q)
 
 
+def device_class_of(db: Session, job_id: uuid.UUID) -> str | None:
+    return db.scalar(select(Job.device_class).where(Job.id == job_id))
+
+
 def lock_job(db: Session, job_id: uuid.UUID) -> Job:
     return db.scalars(
         select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)

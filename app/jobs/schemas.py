@@ -22,6 +22,9 @@ class JobOut(BaseModel):
     attempt: int
     method: str
     params: dict[str, Any]
+    device_class: str = Field(
+        description="gpu or cpu: the queue it is sent to, from its model's device_class when it was created."
+    )
     verification: dict[str, Any] | None = Field(None, description="The requests' changes to the verification policy.")
     on_verification_failure: str | None = None
     source_version: int | None
@@ -50,6 +53,7 @@ class JobOut(BaseModel):
             attempt=job.attempt,
             method=job.method,
             params=job.params,
+            device_class=job.device_class,
             verification=job.verification,
             on_verification_failure=job.on_verification_failure,
             source_version=job.source_version,

@@ -38,7 +38,7 @@ from app.jobs.tables import Job
 from app.models import repository as models_repo
 from app.models.tables import Model
 from app.observability import context as log_context
-from app.queue import enqueue_job
+from app.queue import enqueue_job, job_queue
 from app.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,16 @@ def get_job(db: Session, job_id: uuid.UUID, *, tenant_id: str) -> Job:
 def job_problem(title: str, detail: str, slug: str = "job-failed", status: int = 500, **ext: Any) -> dict[str, Any]:
     """The problem object stored on a failed job (``status`` is what the failure would be over HTTP)."""
     return problem_body(status, slug, title, detail, **ext)
+
+
+def device_class_for(model: Model | Snapshot) -> str:
+    """The device class (queue) of a new job of ``model``: the model's device_class, or for "auto",
+    cpu below UNLEARND_CPU_MAX_PARAMETERS parameters (app/settings.py says why 1 M) and gpu from
+    there up, or when the size is not known (a model registered before sizes were recorded)."""
+    if model.device_class != "auto":
+        return model.device_class
+    small = model.parameter_count is not None and model.parameter_count < get_settings().cpu_max_parameters
+    return "cpu" if small else "gpu"
 
 
 def create(
@@ -75,6 +85,7 @@ def create(
         tenant_id=model.tenant_id,
         kind=kind,
         model_id=model.id,
+        device_class=device_class_for(model),
         state=QUEUED,
         attempt=0,
         method=method,
@@ -89,7 +100,7 @@ def create(
     )
     repository.add(db, job, request_ids)
     _audit(db, job, None, QUEUED, actor, request_ids, reason=None)
-    on_commit(db, lambda: enqueue_job(job.id))
+    on_commit(db, lambda: enqueue_job(job.id, job.device_class))
     return job
 
 
@@ -343,12 +354,12 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
     settings = get_settings()
     now = utcnow()
     report = {"republished": 0, "requeued": 0, "failed": 0, "cancelled": 0}
-    worker_idle = stuck.idle_worker_alive()
+    idle_queues = stuck.idle_queues()
     for job in repository.queued_before(db, now - timedelta(seconds=settings.reconcile_queued_after_s)):
         if repository.model_has_active_job(db, job.model_id, job.id):
             continue  # waiting its turn: its own deferred message, or the hand-off, starts it
         # sent while a worker was idle to take it and nothing else held the model: it counts
-        sends = job.unclaimed_sends + (1 if worker_idle else 0)
+        sends = job.unclaimed_sends + (1 if job_queue(settings.queue_name, job.device_class) in idle_queues else 0)
         if sends >= settings.job_max_unclaimed_sends:
             report["failed"] += fail(
                 db,
@@ -361,7 +372,7 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
                 actor=actor,
             )
         elif repository.compare_and_set(db, job.id, QUEUED, {"enqueued_at": now, "unclaimed_sends": sends}):
-            on_commit(db, lambda jid=job.id: enqueue_job(jid))
+            on_commit(db, lambda jid=job.id, dc=job.device_class: enqueue_job(jid, dc))
             report["republished"] += 1
     for job, why in stuck.find_stuck(db, now):
         with log_context.bound(job_id=job.id):
@@ -390,6 +401,6 @@ def reconcile(db: Session, *, actor: str = "reconciler") -> dict[str, int]:
             worker=None,
             unclaimed_sends=0,
         ):
-            on_commit(db, lambda jid=job.id: enqueue_job(jid))
+            on_commit(db, lambda jid=job.id, dc=job.device_class: enqueue_job(jid, dc))
             report["requeued"] += 1
     return report

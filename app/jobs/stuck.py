@@ -43,12 +43,14 @@ def find_stuck(db: Session, now: datetime) -> list[tuple[Job, str]]:
     return stuck
 
 
-def idle_worker_alive() -> bool:
-    """Whether a worker beats now with no job (False when the heartbeats cannot be read): a job
-    re-sent while every worker was busy or gone was not refused by one, so it does not count towards
-    the cap (housekeeping runs beside a long job now, and counted the sends it waited through)."""
+def idle_queues() -> set[str]:
+    """The queues that a worker beating now with no job consumes (none when the heartbeats cannot be
+    read): a job re-sent while every worker of its queue was busy or gone was not refused by one, so
+    that send does not count towards the cap (housekeeping runs beside a long job now, and counted
+    the sends it waited through; an idle cpu worker says nothing about a job of the gpu queue)."""
     try:
-        return any(beat.get("current_job") is None for beat in get_heartbeat_store().alive())
+        beats = get_heartbeat_store().alive()
     except Exception as exc:
         log.warning("heartbeats unreadable (%s): re-sends are not counted", type(exc).__name__)
-        return False
+        return set()
+    return {queue for beat in beats if beat.get("current_job") is None for queue in beat.get("queues", [])}

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db.base import Base, one_of
 from app.db.types import JSONType, UTCDateTime
 from app.jobs.states import ACTIVE, STATES
+from app.queue import DEVICE_CLASSES
 
 JOB_KINDS = ("train", "unlearn")
 _ACTIVE_SQL = one_of("state", ACTIVE)
@@ -19,6 +20,7 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint(one_of("state", STATES), name="state"),
         CheckConstraint(one_of("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(one_of("device_class", DEVICE_CLASSES), name="device_class"),
         CheckConstraint("state != 'SUCCEEDED' OR result_version IS NOT NULL", name="succeeded_has_result"),
         CheckConstraint("state != 'FAILED' OR error IS NOT NULL", name="failed_has_error"),
         CheckConstraint(
@@ -41,8 +43,11 @@ class Job(Base):
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id"), index=True)
     state: Mapped[str] = mapped_column(String(20))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
-    # re-sent by the reconciler while its model was idle and a worker alive, yet never claimed
+    # re-sent by the reconciler while its model was idle and a worker of its queue idle, yet never claimed
     unclaimed_sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # gpu or cpu: the queue it is published to (app.queue), decided at creation from its model
+    # (app.jobs.service.device_class_for) and kept for every re-send
+    device_class: Mapped[str] = mapped_column(String(10), default="gpu", server_default="gpu")
     method: Mapped[str] = mapped_column(String(50))
     params: Mapped[dict] = mapped_column(JSONType)
     # the requests' changes to the verification policy, and what a failed verification does (unlearn)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,11 @@ class ModelSpec(BaseModel):
         "records a language model's token embedding (its default layers); a gpt2 model also takes its group "
         "names (embedding, positions, block0.., final_norm), stored as the parameter prefixes they stand for.",
     )
+    device_class: Literal["auto", "gpu", "cpu"] = Field(
+        "auto",
+        description="Which workers run its jobs (training and unlearning): those of the `gpu` queue, those of the "
+        "`cpu` queue, or `auto`: cpu below UNLEARND_CPU_MAX_PARAMETERS parameters (1 M by default), gpu from there up.",
+    )
 
 
 class ModelOut(BaseModel):
@@ -45,6 +50,10 @@ class ModelOut(BaseModel):
     head_version: int | None
     update_log_spec: dict[str, Any] | None
     update_log_id: uuid.UUID | None
+    device_class: str = Field(description="auto, gpu or cpu: which workers run its jobs (see the spec's field).")
+    parameter_count: int | None = Field(
+        description="Elements of its checkpoint's tensors (null for a model registered before it was recorded)."
+    )
     created_at: datetime
     training_job_id: uuid.UUID | None = None
 

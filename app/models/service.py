@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import uuid
@@ -171,7 +172,7 @@ def _check_layers(config: RecorderConfig, shapes: dict[str, tuple[int, ...]]) ->
         )
 
 
-def _new_model(spec: ModelSpec, state: str, tenant_id: str) -> Model:
+def _new_model(spec: ModelSpec, state: str, tenant_id: str, shapes: dict[str, tuple[int, ...]]) -> Model:
     arch_config = architectures.parse_config(spec.architecture, spec.config).model_dump()
     return Model(
         id=uuid7(),
@@ -184,6 +185,8 @@ def _new_model(spec: ModelSpec, state: str, tenant_id: str) -> Model:
         update_log_spec=spec.update_log.model_dump() if spec.update_log else None,
         state=state,
         head_version=None,
+        device_class=spec.device_class,
+        parameter_count=sum(math.prod(shape) for shape in shapes.values()),
         created_at=utcnow(),
     )
 
@@ -207,8 +210,8 @@ def _audit_registered(db: Session, model: Model, how: str, actor: str) -> None:
 
 
 def register_for_training(db: Session, spec: ModelSpec, *, tenant_id: str, actor: str) -> tuple[Model, Job]:
-    _check_spec(db, spec, tenant_id)
-    model = _new_model(spec, "TRAINING", tenant_id)
+    _, shapes = _check_spec(db, spec, tenant_id)
+    model = _new_model(spec, "TRAINING", tenant_id, shapes)
     repository.add(db, model)
     _audit_registered(db, model, "train", actor)
     job = jobs.create(db, kind="train", model=model, method="train", params={}, request_ids=[], actor=actor)
@@ -228,7 +231,7 @@ def register_with_weights(db: Session, spec: ModelSpec, weights: BinaryIO, *, te
         check_against(tensor_shapes(tmp.name), expected)
         tmp.seek(0)
         stored = get_artifact_store().put_stream(tmp, kind="checkpoints", suffix=".safetensors")
-    model = _new_model(spec, "READY", tenant_id)
+    model = _new_model(spec, "READY", tenant_id, expected)
     repository.add(db, model)
     _audit_registered(db, model, "upload", actor)
     add_version(db, model=model, version=1, parent=None, artifact=stored, job_id=None, metrics={}, actor=actor)

@@ -10,6 +10,7 @@ from app.db.base import Base, one_of
 from app.db.types import JSONType, UTCDateTime
 
 MODEL_STATES = ("TRAINING", "READY", "FAILED")
+DEVICE_CLASS_SETTINGS = ("auto", "gpu", "cpu")  # where its jobs run (app.jobs.service.device_class_for)
 VERSION_STATES = ("ACTIVE", "RETIRED")
 
 
@@ -17,6 +18,7 @@ class Model(Base):
     __tablename__ = "models"
     __table_args__ = (
         CheckConstraint(one_of("state", MODEL_STATES), name="state"),
+        CheckConstraint(one_of("device_class", DEVICE_CLASS_SETTINGS), name="device_class"),
         UniqueConstraint("tenant_id", "name"),  # per tenant: a 409 must not reveal another's names
     )
 
@@ -32,6 +34,10 @@ class Model(Base):
     # how its training records updates (None: not at all), and the log that describes the head now
     update_log_spec: Mapped[dict | None] = mapped_column(JSONType)
     update_log_id: Mapped[uuid.UUID | None] = mapped_column()
+    device_class: Mapped[str] = mapped_column(String(10), default="auto", server_default="auto")
+    # the elements of its checkpoint's tensors, from the architecture's layout at registration (None:
+    # registered before it was recorded, and routed as a large model)
+    parameter_count: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

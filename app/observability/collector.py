@@ -18,6 +18,7 @@ from app.core.redis_client import redis_client
 from app.db.session import new_read_session
 from app.jobs import stuck
 from app.observability import repository
+from app.queue import housekeeping_queue, job_queues
 from app.settings import get_settings
 from app.worker_status.store import get_heartbeat_store
 
@@ -67,12 +68,16 @@ def broker_metrics() -> list[Metric]:
     if not settings.broker_url.startswith("redis"):
         return []  # the embedded in-memory broker: nothing to measure from outside
     client = redis_client(settings.broker_url)
+    queues = [*job_queues(settings.queue_name), housekeeping_queue(settings.queue_name)]
     with client.pipeline(transaction=False) as pipe:
-        for suffix in _PRIORITY_SUFFIXES:
-            pipe.llen(settings.queue_name + suffix)
-        depth = sum(pipe.execute())
+        for queue in queues:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+        lengths = pipe.execute()
     gauge = GaugeMetricFamily("unlearnd_broker_queue_length", "Messages waiting in the broker queue", labels=["queue"])
-    gauge.add_metric([settings.queue_name], depth)
+    per_queue = len(_PRIORITY_SUFFIXES)
+    for i, queue in enumerate(queues):
+        gauge.add_metric([queue], sum(lengths[i * per_queue : (i + 1) * per_queue]))
     return [gauge]
 
 

@@ -35,6 +35,17 @@ class Experiment(SeedRun):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._retrained: dict[bytes, tuple[nn.Module, dict, float, dict]] = {}
+        # A time-bounded run (benchmarks/gpu) sets a time.monotonic() deadline: a row not started by
+        # then is left out and listed in ``skipped`` (scenario, label); None: every row runs.
+        self.deadline: float | None = None
+        self.skipped: list[tuple[str, str]] = []
+
+    def out_of_time(self, scenario: Scenario, label: str) -> bool:
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return False
+        self.skipped.append((scenario.key, label))
+        log.info("seed %d %s %-45s skipped: out of time", self.seed, scenario.key, label)
+        return True
 
     # ---- a scenario ---------------------------------------------------------------------------
     def scenario(self, scenario: Scenario) -> list[dict[str, Any]]:
@@ -48,6 +59,8 @@ class Experiment(SeedRun):
         if scenario.sequential:
             return rows + self.sequential(scenario, reference, retrain_seconds)
         for row in self.profile.rows_for(scenario.scope):
+            if self.out_of_time(scenario, row.label):
+                continue
             if row.method == "auto":
                 rows.append(self.auto(scenario, sets, reference, retrain_seconds, retrain_gate))
                 continue
@@ -131,6 +144,8 @@ class Experiment(SeedRun):
         rows = []
         n = len(scenario.requests)
         for spec in self.profile.rows_for("sequential"):
+            if self.out_of_time(scenario, spec.label):
+                continue
             if spec.method == "auto":
                 rows.append(self.sequential_auto(scenario, reference, retrain_seconds))
                 continue
@@ -233,7 +248,7 @@ class Experiment(SeedRun):
             "seconds": seconds,
             "speedup": (retrain_seconds / seconds) if seconds else None,
             "log_bytes": self.storage_for(spec.method, spec.params) if spec else 0,
-            "dense_log_bytes": self.dense_log.manifest.stored_bytes,
+            "dense_log_bytes": self.dense_log_bytes,
         }
         if label == "auto":
             row["log_bytes"] = self.storage_for("auto", {})
@@ -254,40 +269,53 @@ def _pct(metrics: dict) -> dict:
     return {k: (v * 100 if isinstance(v, float) else v) for k, v in metrics.items()}
 
 
+def scenarios_of(profile: Profile, ds: ArrayDataset, seed: int) -> list[Scenario]:
+    """The seed's scenarios, only those the profile names if it names some."""
+    scenarios = build(
+        ds,
+        profile.sample_fraction,
+        profile.class_samples,
+        profile.requests,
+        np.random.default_rng(seed),
+        profile.class_names,
+    )
+    if profile.scenarios is None:
+        return scenarios
+    return [s for s in scenarios if s.key in profile.scenarios]
+
+
+def seed_summary(run: Experiment, scenarios: list[Scenario], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One seed's record, as the report reads it: ``scenarios`` are those whose rows are in ``rows``."""
+    pruned = run.pruned_log.manifest
+    return {
+        "seed": run.seed,
+        "rows": rows,
+        "train_seconds": run.train_seconds,
+        "original_test_accuracy": run.original_test_accuracy,
+        "logs": {
+            "dense_bytes": run.dense_log_bytes,
+            "pruned_bytes": pruned.stored_bytes,
+            "pruned_ratio": pruned.storage_ratio,
+            "gradient_bytes": pruned.gradient_bytes,
+            "gradient_layers": list(pruned.config.first_epoch_gradients or []),
+            "steps": len(pruned.entries),
+        },
+        "scenarios": {s.key: s.title for s in scenarios},
+        "scopes": {s.key: s.scope for s in scenarios},
+        "forget_sizes": {s.key: len(s.forget_rows) for s in scenarios},
+        "request_sizes": {s.key: [len(r) for r in s.requests] for s in scenarios if s.sequential},
+    }
+
+
 def run_seed(profile: Profile, ds: ArrayDataset, seed: int, device: torch.device) -> dict[str, Any]:
     torch.manual_seed(seed)
     run = Experiment(profile, ds, seed, device)
     try:
         run.train_original()
-        scenarios = build(
-            ds,
-            profile.sample_fraction,
-            profile.class_samples,
-            profile.requests,
-            np.random.default_rng(seed),
-            profile.class_names,
-        )
+        scenarios = scenarios_of(profile, ds, seed)
         rows = []
         for scenario in scenarios:
             rows += run.scenario(scenario)
-        pruned = run.pruned_log.manifest
-        return {
-            "seed": seed,
-            "rows": rows,
-            "train_seconds": run.train_seconds,
-            "original_test_accuracy": run.original_test_accuracy,
-            "logs": {
-                "dense_bytes": run.dense_log.manifest.stored_bytes,
-                "pruned_bytes": pruned.stored_bytes,
-                "pruned_ratio": pruned.storage_ratio,
-                "gradient_bytes": pruned.gradient_bytes,
-                "gradient_layers": list(pruned.config.first_epoch_gradients or []),
-                "steps": len(pruned.entries),
-            },
-            "scenarios": {s.key: s.title for s in scenarios},
-            "scopes": {s.key: s.scope for s in scenarios},
-            "forget_sizes": {s.key: len(s.forget_rows) for s in scenarios},
-            "request_sizes": {s.key: [len(r) for r in s.requests] for s in scenarios if s.sequential},
-        }
+        return seed_summary(run, scenarios, rows)
     finally:
         run.close()

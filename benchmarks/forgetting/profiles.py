@@ -19,6 +19,7 @@ from workers.engine.recipe import TrainingRecipe
 from workers.engine.update_log import RecorderConfig
 
 CLASS, SAMPLE, SEQUENTIAL = "class_labels", "sample_ids", "sequential"
+DENSE_ONLY = frozenset({"amnesiac"})  # methods the benchmark runs on the dense log (SeedRun.log_for)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Profile:
     architecture: str
     config: dict
     recipe: TrainingRecipe
-    dense_log: RecorderConfig
+    dense_log: RecorderConfig | None  # None: no dense log, and no row that needs one (DENSE_ONLY)
     pruned_log: RecorderConfig  # also records the first-epoch gradients
     sample_fraction: float = 0.01  # scenario 3: this share of the training samples, at random
     class_samples: int = 100  # scenario 4: samples of one class (at most half of it)
@@ -88,10 +89,18 @@ class Profile:
     class_names: dict[int, str] = field(default_factory=dict)
     only: list[str] | None = None  # row labels to run (the quick profile); None: every row
     command: str = ""
+    scenarios: list[str] | None = None  # scenario keys to run (scenarios.build); None: every scenario
+    first: list[str] = field(default_factory=list)  # row labels run before the others, in this order
 
     def rows(self) -> list[Row]:
         every = rows(list(self.pruned_log.first_epoch_gradients or []))
-        return every if self.only is None else [r for r in every if r.label in self.only]
+        if self.dense_log is None:
+            every = [r for r in every if r.method not in DENSE_ONLY]
+        chosen = every if self.only is None else [r for r in every if r.label in self.only]
+        if self.first:  # a time-bounded run (benchmarks/gpu) starts with the rows that matter most
+            rank = {label: i for i, label in enumerate(self.first)}
+            chosen = sorted(chosen, key=lambda r: rank.get(r.label, len(rank)))
+        return chosen
 
     def rows_for(self, where: str) -> list[Row]:
         return [r for r in self.rows() if where in r.where]

@@ -123,6 +123,10 @@ def last_request(agg: dict, key: str) -> int | None:
 def header(profile: Profile, seeds: list[dict], info: dict) -> list[str]:
     logs = seeds[0]["logs"]
     layers = "+".join(logs["gradient_layers"])
+    if logs["dense_bytes"] is None:  # a profile without the dense log (benchmarks/gpu): no amnesiac row
+        trained, dense = "with the pruned update log", "no dense log (the profile leaves it and amnesiac out)"
+    else:
+        trained, dense = "with both update logs", f"dense log {logs['dense_bytes'] / 1e6:.0f} MB"
     return [
         f"# Forgetting benchmark: {profile.name}",
         "",
@@ -132,8 +136,8 @@ def header(profile: Profile, seeds: list[dict], info: dict) -> list[str]:
         "standard deviation over the seeds.",
         "",
         f"Original model: test accuracy {_fmt(_stat([s['original_test_accuracy'] for s in seeds]), 100)}%, "
-        f"trained with both update logs in {_fmt(_stat([s['train_seconds'] for s in seeds]), 1, 1)} s; "
-        f"{logs['steps']} recorded steps; dense log {logs['dense_bytes'] / 1e6:.0f} MB, pruned log (top 10% per "
+        f"trained {trained} in {_fmt(_stat([s['train_seconds'] for s in seeds]), 1, 1)} s; "
+        f"{logs['steps']} recorded steps; {dense}, pruned log (top 10% per "
         f"tensor) {logs['pruned_bytes'] / 1e6:.0f} MB ({logs['pruned_ratio']:.1%} of dense), first-epoch "
         f"gradients of {layers} {logs['gradient_bytes'] / 1e6:.0f} MB.",
         "",

@@ -112,25 +112,32 @@ class SeedRun:
         data, ids = self.train_data, self.train_data.ids
         seed_everything(self.seed)
         model = self.fresh_model()
-        dense_store = DirectoryLogStore(self.workdir / "dense")
         pruned_store = DirectoryLogStore(self.workdir / "pruned")
-        dense = UpdateRecorder(model, ids, p.dense_log, dense_store)
         pruned = UpdateRecorder(model, ids, p.pruned_log, pruned_store, data=data)
+        dense = dense_store = None
+        if p.dense_log is not None:
+            dense_store = DirectoryLogStore(self.workdir / "dense")
+            dense = UpdateRecorder(model, ids, p.dense_log, dense_store)
+        observer = pruned if dense is None else Observers(dense, pruned)
         started = time.perf_counter()
-        self.original = train(model, data, self.recipe, progress=Progress(), observer=Observers(dense, pruned))
+        self.original = train(model, data, self.recipe, progress=Progress(), observer=observer)
         self.train_seconds = time.perf_counter() - started
-        self.dense_log = ManifestReader(dense.finish(), dense_store)
+        self.dense_log = None if dense is None else ManifestReader(dense.finish(), dense_store)
         self.pruned_log = ManifestReader(pruned.finish(), pruned_store)
         with standard_layout(self.original):
             self.original_test_accuracy = accuracies(self.original, {"t": self.test_data})["t_accuracy"]
         log.info(
-            "seed %d: original trained in %.1fs, test accuracy %.4f; logs dense %.1f MB, pruned %.1f MB",
+            "seed %d: original trained in %.1fs, test accuracy %.4f; logs dense %s MB, pruned %.1f MB",
             self.seed,
             self.train_seconds,
             self.original_test_accuracy,
-            self.dense_log.manifest.stored_bytes / 1e6,
+            "(none)" if self.dense_log is None else f"{self.dense_log.manifest.stored_bytes / 1e6:.1f}",
             self.pruned_log.manifest.stored_bytes / 1e6,
         )
+
+    @property
+    def dense_log_bytes(self) -> int | None:
+        return None if self.dense_log is None else self.dense_log.manifest.stored_bytes
 
     def log_for(self, method: str) -> ManifestReader | None:
         """amnesiac reads the dense log; every other method the pruned one with the first-epoch
@@ -141,9 +148,9 @@ class SeedRun:
             return self.pruned_log
         return None
 
-    def storage_for(self, method: str, params: dict) -> int:
+    def storage_for(self, method: str, params: dict) -> int | None:
         if method == "amnesiac":
-            return self.dense_log.manifest.stored_bytes
+            return self.dense_log_bytes
         if method == "partial_amnesiac":
             return self.pruned_log.manifest.stored_bytes
         # auto's plan starts with first-epoch gradients; current-gradient ascent reads no log
@@ -153,6 +160,8 @@ class SeedRun:
 
     def reset_logs(self) -> None:
         for reader in (self.dense_log, self.pruned_log):
+            if reader is None:
+                continue
             reader.consumed = set()
             reader.bytes_read = 0
 

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import torch
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from tests.helpers import FAST_ARCH, FAST_RECIPE, assert_problem, wait_job
@@ -59,10 +60,13 @@ def test_trained_model_has_version_1(client, model):
 
 def test_upload_good_weights(client, digits_dataset):
     weights = _weights()
-    resp = _upload(client, _spec(digits_dataset["id"]), weights)
+    resp = _upload(client, _spec(digits_dataset["id"], device_class="gpu"), weights)
     assert resp.status_code == 201, resp.text
     model = resp.json()
     assert model["state"] == "READY" and model["head_version"] == 1 and model["training_job_id"] is None
+    # its later jobs go to the gpu queue, however small it is; its size is its checkpoint's elements
+    assert model["device_class"] == "gpu"
+    assert model["parameter_count"] == sum(t.numel() for t in load_safetensors(weights).values()) == 3658
     v1 = client.get(f"/v1/models/{model['id']}/versions/1").json()
     assert v1["sha256"] == hashlib.sha256(weights).hexdigest() and v1["size_bytes"] == len(weights)
     download = client.get(v1["checkpoint_url"])
@@ -93,6 +97,8 @@ def test_spec_errors(client, digits_dataset):
     assert_problem(client.post("/v1/models", json=_spec(ds, recipe={"optimizer": "lion"})), 422)
     assert_problem(client.post("/v1/models", json=_spec(str(uuid.uuid4()))), 404, "not-found")
     assert_problem(client.post("/v1/models", json=_spec(ds, name="a/b")), 422, "validation-error")
+    body = assert_problem(client.post("/v1/models", json=_spec(ds, device_class="tpu")), 422, "validation-error")
+    assert body["errors"][0]["field"] == "body.device_class"
     assert_problem(_upload(client, {"name": "x"}, _weights()), 422, "validation-error")
     assert_problem(
         client.post("/v1/models/upload", data={"spec": "{not json"}, files={"weights": ("w", _weights())}), 422

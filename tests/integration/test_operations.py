@@ -19,6 +19,7 @@ from sqlalchemy import text
 from app.db import commit
 from app.db.types import utcnow
 from app.jobs import service as jobs
+from app.queue import housekeeping_queue, job_queue, job_queues
 from app.settings import get_settings
 from tests.helpers import forget, train_ids, train_model, wait_for, wait_job, wait_request
 from tests.integration.test_reconciler import _accept_without_publishing, _age
@@ -75,9 +76,17 @@ def test_while_a_job_runs_metrics_match_the_database_and_the_worker_names_its_jo
             client, f"/v1/jobs/{job_id}", lambda j: j["state"] == "RUNNING" and j["progress"]["step"] > 0, timeout=60
         )
         beat = _worker_running(client, job_id)
-        assert beat["name"] == running["worker"] and settings.queue_name in beat["queues"]
+        assert running["device_class"] == "cpu"  # the test model is tiny: "auto" sends it to the cpu queue
+        assert beat["name"] == running["worker"] and job_queue(settings.queue_name, "cpu") in beat["queues"]
+        assert beat["device_classes"] == ["gpu", "cpu"]  # the test worker consumes both job queues
         assert "pid" not in beat and "hostname" not in beat  # shared infrastructure: no tenant sees them
         assert beat["current_job"]["started_at"] and beat["last_beat_at"] >= beat["started_at"]
+        device = beat["device"]  # UNLEARND_DEVICE=cpu (and no GPU here): the CPU, never a failed beat
+        assert device["type"] == "cpu" and device["name"] is None and device["cpu_count"] >= 1
+        assert 0 < device["memory_used_bytes"] < device["memory_total_bytes"]
+        assert 0 <= device["utilization_percent"] <= 100
+        # its node and the pool child running the job, torch imported: well over 64 MiB, under the host's memory
+        assert 64 * 2**20 < device["worker_rss_bytes"] < device["memory_total_bytes"]
 
         samples = scrape(api_url)  # the two waiting jobs stay QUEUED while the model is busy
         for state in ("QUEUED", "RUNNING"):
@@ -85,12 +94,17 @@ def test_while_a_job_runs_metrics_match_the_database_and_the_worker_names_its_jo
         assert value(samples, "unlearnd_jobs", state="QUEUED", kind="unlearn", method="finetune") >= 2
         assert value(samples, "unlearnd_jobs", state="RUNNING", kind="unlearn", method="finetune") == 1
         broker = redis.Redis.from_url(settings.broker_url)
-        for _ in range(5):  # deferred deliveries may move a message between the two reads: retry
-            depth = value(scrape(api_url), "unlearnd_broker_queue_length", queue=settings.queue_name)
-            if depth == broker.llen(settings.queue_name):
-                break
-        else:
-            raise AssertionError(f"broker queue length {depth} != {broker.llen(settings.queue_name)}")
+        for queue in (*job_queues(settings.queue_name), housekeeping_queue(settings.queue_name)):  # one series each
+            for _ in range(5):  # deferred deliveries may move a message between the two reads: retry
+                depth = value(scrape(api_url), "unlearnd_broker_queue_length", queue=queue)
+                if depth == broker.llen(queue):
+                    break
+            else:
+                raise AssertionError(f"{queue}: broker queue length {depth} != {broker.llen(queue)}")
+        assert {s.labels["queue"] for s in samples if s.name == "unlearnd_broker_queue_length"} == {
+            *job_queues(settings.queue_name),
+            housekeeping_queue(settings.queue_name),
+        }
         assert value(samples, "unlearnd_workers") >= 1 and value(samples, "unlearnd_workers", busy="true") >= 1
         assert {s.labels["source"] for s in samples if s.name == "unlearnd_metrics_source_up" and s.value == 1} == {
             "database",

@@ -16,6 +16,7 @@ from app.forget_requests.schemas import ForgetRequestCreate
 from app.jobs import service as jobs
 from app.jobs import stuck
 from app.jobs.tables import Job
+from app.queue import job_queue
 from app.settings import get_settings
 from tests.helpers import wait_job, wait_request
 
@@ -100,8 +101,8 @@ def test_a_job_no_live_worker_ever_starts_fails_at_the_send_cap(client, model, d
     fr = _accept_without_publishing(db, model["id"], [7])
     job_id = fr["jobs"][0]["id"]
     _age(db, job_id, enqueued_at=utcnow() - timedelta(minutes=5), unclaimed_sends=cap - 1)
-    deadline = time.monotonic() + 60  # a send counts only while a worker is idle to take it
-    while not stuck.idle_worker_alive():
+    deadline = time.monotonic() + 60  # a send counts only while a worker of its queue is idle to take it
+    while job_queue(get_settings().queue_name, "cpu") not in stuck.idle_queues():
         assert time.monotonic() < deadline, "the test worker never became idle"
         time.sleep(0.2)
 

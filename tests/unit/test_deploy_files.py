@@ -13,10 +13,12 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from app.queue import RECONCILE, celery_app, housekeeping_queue
+from app.queue import RECONCILE, celery_app, housekeeping_queue, job_queue
 from app.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+GPU_WORKERS = {"worker-gpu0": "0", "worker-gpu1": "1"}  # service: the host GPU it reserves
+WORKERS = (*GPU_WORKERS, "worker-cpu")
 
 
 @pytest.fixture(scope="module")
@@ -28,24 +30,53 @@ def _env(service: dict) -> dict[str, str]:
     return {k: str(v) for k, v in service["environment"].items()}
 
 
+def _queues(service: dict) -> list[str]:
+    command = service["command"]
+    return command[command.index("-Q") + 1].split(",")
+
+
 def test_services_and_dependencies(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "housekeeping", "beat"}
-    for name in ("api", "worker", "housekeeping", "beat"):
+    assert set(services) == {"postgres", "redis", "migrate", "api", *WORKERS, "housekeeping", "beat"}
+    for name in ("api", *WORKERS, "housekeeping", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"] and gpu["count"] == 1
     assert "deploy" not in services["housekeeping"]  # no GPU for the reconciler
+
+
+def test_one_worker_per_gpu_and_one_for_the_cpu_queue(compose):
+    """Each GPU worker reserves its own host GPU (the only one its container sees, so CUDA's device 0
+    there) and consumes the gpu queue; the cpu worker reserves none, runs on the CPU and consumes
+    the cpu queue: the queues the API sends each device class's jobs to (app.queue)."""
+    services = compose["services"]
+    for name, host_gpu in GPU_WORKERS.items():
+        service = services[name]
+        [device] = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and "count" not in device
+        assert device["device_ids"] == [host_gpu]
+        env = _env(service)
+        assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["UNLEARND_DEVICE"] in ("auto", "cuda")
+        assert _queues(service) == [job_queue(env["UNLEARND_QUEUE_NAME"], "gpu")]
+    reserved = [services[n]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for n in GPU_WORKERS]
+    assert sorted(reserved) == [["0"], ["1"]]  # no GPU is shared
+    cpu = services["worker-cpu"]
+    assert "deploy" not in cpu and "CUDA_VISIBLE_DEVICES" not in _env(cpu) and _env(cpu)["UNLEARND_DEVICE"] == "cpu"
+    assert _queues(cpu) == [job_queue(_env(cpu)["UNLEARND_QUEUE_NAME"], "cpu")]
+    for name in WORKERS:
+        command = services[name]["command"]
+        assert command[:4] == ["celery", "-A", "workers.celery_app", "worker"] and "--concurrency=1" in command
+    names = [services[n]["command"][services[n]["command"].index("-n") + 1] for n in WORKERS]
+    assert len(set(names)) == len(names)  # each says which one it is in GET /v1/workers
 
 
 def test_environment_matches_the_settings(compose):
     fields = {f"UNLEARND_{name.upper()}" for name in Settings.model_fields}
     services = compose["services"]
-    for name in ("migrate", "api", "worker", "housekeeping", "beat"):
+    for name in ("migrate", "api", *WORKERS, "housekeeping", "beat"):
         env = _env(services[name])
-        assert set(env) <= fields, set(env) - fields
+        assert set(env) - {"CUDA_VISIBLE_DEVICES"} <= fields, set(env) - fields
+        env.pop("CUDA_VISIBLE_DEVICES", None)
         # the secret comes from the operator's environment; substitute a value and validate
         env["UNLEARND_SUBJECT_HMAC_KEY"] = "x" * 40
         settings = Settings(**{k.removeprefix("UNLEARND_").lower(): v for k, v in env.items()})
@@ -75,20 +106,16 @@ def test_commands_point_at_real_entry_points(compose):
         with pytest.raises(SystemExit) as exited:  # parses (and --help exits 0) only if the subcommand exists
             cli.main([command[1], "--help"])
         assert exited.value.code == 0
-    for name in ("worker", "beat"):
-        command = services[name]["command"]
-        assert command[:3] == ["celery", "-A", "workers.celery_app"] and command[3] == name
-    worker_cmd = services["worker"]["command"]
-    assert worker_cmd[worker_cmd.index("-Q") + 1] == _env(services["worker"])["UNLEARND_QUEUE_NAME"]
-    assert "--concurrency=1" in services["worker"]["command"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "workers.celery_app", "beat"]
     # what beat sends goes to the housekeeping queue (app.queue), and one worker takes nothing else
     housekeeping = services["housekeeping"]["command"]
     assert housekeeping[:4] == ["celery", "-A", "workers.celery_app", "worker"] and "--concurrency=1" in housekeeping
     queue = housekeeping_queue(_env(services["housekeeping"])["UNLEARND_QUEUE_NAME"])
-    assert housekeeping[housekeeping.index("-Q") + 1] == queue != worker_cmd[worker_cmd.index("-Q") + 1]
+    assert _queues(services["housekeeping"]) == [queue]
+    assert all(queue not in _queues(services[name]) for name in WORKERS)
     assert celery_app().amqp.router.route({}, RECONCILE)["queue"].name == housekeeping_queue(get_settings().queue_name)
     artifact_dir = _env(services["api"])["UNLEARND_ARTIFACT_DIR"]
-    for name in ("api", "worker", "housekeeping"):  # housekeeping purges and sweeps files
+    for name in ("api", *WORKERS, "housekeeping"):  # housekeeping purges and sweeps files
         assert f"artifacts:{artifact_dir}" in services[name]["volumes"]
     api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
     assert services["api"]["ports"] == [f"{api_port}:{api_port}"]

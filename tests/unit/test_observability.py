@@ -181,6 +181,7 @@ def test_the_worker_beats_at_once_with_its_current_job(beater, running_job):
     _wait(lambda: _job_of(store) == "0192-job")  # within a poll, not after the 60 s interval
     beat = store.alive()[0]
     assert beat["name"] == "w1@host" and beat["queues"] == ["q"] and beat["pid"] > 0
+    assert beat["device_classes"] == [] and beat["device"]["type"] == "cpu"  # no job queue; no GPU here
     state.active_requests.discard(running_job)
     _wait(lambda: _job_of(store) is None)
     beater.stop()  # idle: leaves at once

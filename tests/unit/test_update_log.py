@@ -131,3 +131,28 @@ def test_first_epoch_gradients_are_each_samples_gradient_when_first_seen(data, t
     torch.testing.assert_close(recorded["fc2.weight"], probe.fc2.weight.grad, rtol=1e-4, atol=1e-6)
     assert all(e.grad_chunk is None for e in manifest.entries if e.epoch == 1)
     assert manifest.gradient_bytes > 0
+
+
+def test_first_epoch_gradients_of_colour_images_take_the_batched_path(tmp_path):
+    """A channels-last ResNet on 3-channel images: vmap cannot batch the reshape to channels-last, so
+    the recorder reshapes in the default layout for it (without that, it fell back to one backward
+    pass per sample). The batched gradients equal the per-sample loop's."""
+    from workers.engine.architectures import build_model
+    from workers.engine.device import plain_image_inputs, prepare_model
+    from workers.engine.tensors import LabelledTensors
+
+    torch.manual_seed(0)
+    model = prepare_model(build_model("resnet18", {"width": 4}, (3, 8, 8), 10), torch.device("cpu")).eval()
+    data = LabelledTensors(torch.rand(6, 3, 8, 8), torch.randint(0, 10, (6,)), [f"s{i}" for i in range(6)])
+    recorder = UpdateRecorder(
+        model, data.ids, RecorderConfig(mode="pruned", first_epoch_gradients=["fc"]), DirectoryLogStore(tmp_path), data
+    )
+    owner = torch.arange(6)
+    with plain_image_inputs(model):
+        batched = recorder._vmap_gradients(model, data.x, data.y, owner, 6)
+    looped = recorder._looped_gradients(model, data.x, data.y, owner, 6)
+    assert batched.keys() == looped.keys() == {"fc.weight", "fc.bias"}
+    for name in batched:
+        torch.testing.assert_close(batched[name], looped[name], rtol=1e-4, atol=1e-6)
+    with pytest.raises(RuntimeError):  # the reason for the context: channels-last inside vmap
+        recorder._vmap_gradients(model, data.x, data.y, owner, 6)

@@ -14,7 +14,7 @@ from tests.unit.engine_fixtures import CONFIG, RECIPE
 from workers.engine.architectures import build_model
 from workers.engine.datasets import validate_arrays
 from workers.engine.holdout import calibration_mask, held_out_rows, role_counts, role_of
-from workers.engine.runtime import Progress
+from workers.engine.runtime import Progress, TrainingDiverged
 from workers.engine.tensors import LabelledTensors
 from workers.engine.training import seed_everything, train
 from workers.engine.verification.gate import GateData, failed, source_utility, verify
@@ -135,8 +135,8 @@ def digits_split():
     return ds, tensors, fit
 
 
-def test_the_gate_fails_an_untouched_model_and_passes_a_retrained_one_class_scope(digits_split):
-    ds, tensors, fit = digits_split
+def _class_three(ds, tensors):
+    """Forget class 3 of digits: the training rows, the forget and retain rows, the gate's data."""
     train_rows = ds.rows("train")
     forget = ds.rows("train", labels=[3])
     retain = np.setdiff1d(train_rows, forget)
@@ -147,6 +147,12 @@ def test_the_gate_fails_an_untouched_model_and_passes_a_retrained_one_class_scop
         forget_classes=(3,),
         retain_sample=tensors(retain),
     )
+    return train_rows, forget, retain, data
+
+
+def test_the_gate_fails_an_untouched_model_and_passes_a_retrained_one_class_scope(digits_split):
+    ds, tensors, fit = digits_split
+    train_rows, forget, retain, data = _class_three(ds, tensors)
     original = fit(train_rows)
     baseline = source_utility(original, data)
     untouched = verify(copy.deepcopy(original), data, POLICY, source=baseline, recipe=RECIPE)
@@ -232,3 +238,52 @@ def test_text_blocks_take_their_documents_role():
     assert set(cal).isdisjoint(ev) and len(cal) + len(ev) == int((blocks.split == "test").sum())
     for rows, role in ((cal, "calibration"), (ev, "evaluation")):
         assert {role_of(d) for d in blocks.doc_ids[rows]} == {role}  # every block of a document together
+
+
+def test_an_attempt_whose_loss_diverges_hands_over_to_the_next_method(digits_split):
+    """label_flip on a forget set holding a NaN pixel: its loss is NaN, so its model is garbage. The
+    loop records the attempt as diverged and runs the plan's next method (retrain, on clean rows)."""
+    from workers.engine.methods import UnlearningTask
+    from workers.engine.verification.attempts import first_verified
+    from workers.engine.verification.plan import Planned
+
+    ds, tensors, fit = digits_split
+    train_rows, forget, retain, data = _class_three(ds, tensors)
+    poisoned = tensors(forget)
+    poisoned.x[0, 0, 0] = float("nan")
+    original = fit(train_rows)
+
+    def new_task(model):
+        return UnlearningTask(
+            model=model,
+            build_model=lambda: build_model("cnn_small", CONFIG, (8, 8), 10),
+            recipe=RECIPE,
+            forget=poisoned,
+            retain=tensors(retain),
+            scope="class_labels",
+            num_classes=10,
+            device=torch.device("cpu"),
+            progress=Progress(),
+            forget_classes=(3,),
+        )
+
+    outcome = first_verified(
+        [Planned("label_flip"), RETRAIN],
+        source=original,
+        new_task=new_task,
+        data=data,
+        policy=POLICY,
+        baseline=source_utility(original, data),
+    )
+    assert [a["outcome"] for a in outcome.attempts] == ["diverged", "exact"]
+    assert "nan" in outcome.attempts[0]["reason"]
+    assert outcome.step.method == "retrain" and outcome.guarantee == "exact"
+    with pytest.raises(TrainingDiverged):  # the plan's last method diverging is the job's failure
+        first_verified(
+            [Planned("label_flip")],
+            source=original,
+            new_task=new_task,
+            data=data,
+            policy=POLICY,
+            baseline=None,
+        )

@@ -51,6 +51,7 @@ def subtract_steps(
             total.index_add_(0, index, values)
         entries += values.numel()
         progress.batch_done(phase="subtract", epoch=0, batch=i, loss=None, samples=step_sizes[step])
+    progress.settle()
     for p, part in zip(params.values(), total.split(sizes), strict=True):
         p.sub_(part.view_as(p).to(p.device, p.dtype))
     return entries

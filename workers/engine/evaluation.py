@@ -14,15 +14,22 @@ EVAL_BATCH = 512
 
 @torch.inference_mode()
 def predictions(model: nn.Module, data: LabelledTensors, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Predicted classes, on the set's device."""
     was_training = model.training
     model.eval()
-    out = [model(data.x[i : i + batch_size]).argmax(1) for i in range(0, len(data), batch_size)]
+    out = [model(x).argmax(1) for x, _ in data.batches(batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=data.device)
 
 
-def accuracy(model: nn.Module, data: LabelledTensors | None) -> float | None:
-    """Fraction classified correctly; None when there is nothing to measure."""
+@torch.inference_mode()
+def accuracy(model: nn.Module, data: LabelledTensors | None, batch_size: int = EVAL_BATCH) -> float | None:
+    """Fraction classified correctly (float32, as a mean of the hits); None when there is nothing to
+    measure. One read back from the device for the whole set."""
     if data is None or len(data) == 0:
         return None
-    return (predictions(model, data) == data.y).float().mean().item()
+    was_training = model.training
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum() for x, y in data.batches(batch_size))
+    model.train(was_training)
+    return (correct.float() / len(data)).item()

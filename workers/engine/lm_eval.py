@@ -36,7 +36,7 @@ def set_perplexity(model: nn.Module, data: LabelledTensors | None) -> float | No
     """exp(mean next-token NLL over the set's real target tokens); None for an empty set."""
     if data is None or len(data) == 0:
         return None
-    return perplexity(model, data.x, (data.y != IGNORE_INDEX))
+    return perplexity(model, data.x, (data.y != IGNORE_INDEX))  # moves each batch to the model's device
 
 
 def lm_verification(

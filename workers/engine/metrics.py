@@ -30,8 +30,8 @@ def per_sample_outputs(
     was_training = model.training
     model.eval()
     correct, losses = [], []
-    for i in range(0, len(data), batch_size):
-        logits, y = model(data.x[i : i + batch_size]), data.y[i : i + batch_size]
+    for x, y in data.batches(batch_size):
+        logits = model(x)
         correct.append(logits.argmax(1) == y)
         losses.append(F.cross_entropy(logits, y, reduction="none"))
     model.train(was_training)
@@ -54,10 +54,7 @@ def per_sample_losses(
     batch_size = batch_size or LM_LOSS_BATCH
     was_training = model.training
     model.eval()
-    losses = [
-        objective.loss(model, data.x[i : i + batch_size], data.y[i : i + batch_size], reduction="none")
-        for i in range(0, len(data), batch_size)
-    ]
+    losses = [objective.loss(model, x, y, reduction="none") for x, y in data.batches(batch_size)]
     model.train(was_training)
     return torch.cat(losses).float().cpu().numpy() if losses else np.zeros(0, dtype=np.float32)
 
@@ -147,8 +144,8 @@ def mean_loss(model: nn.Module, data: LabelledTensors | None, objective: Objecti
     model.eval()
     total, count = 0.0, 0
     with torch.inference_mode():
-        for i in range(0, len(data), LM_LOSS_BATCH):
-            part, n = objective.token_totals(model, data.x[i : i + LM_LOSS_BATCH], data.y[i : i + LM_LOSS_BATCH])
+        for x, y in data.batches(LM_LOSS_BATCH):
+            part, n = objective.token_totals(model, x, y)
             total, count = total + float(part), count + n
     model.train(was_training)
     return total / count if count else None

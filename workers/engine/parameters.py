@@ -55,8 +55,8 @@ def summed_gradients(
     """Gradient of ``sum over batches of loss_fn(forward(x), y)`` for each selected parameter."""
     for p in params.values():
         p.grad = None
-    for start in range(0, len(data), batch_size):
-        loss_fn(forward(data.x[start : start + batch_size]), data.y[start : start + batch_size]).backward()
+    for x, y in data.batches(batch_size):
+        loss_fn(forward(x), y).backward()
     grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in params.items()}
     for p in params.values():
         p.grad = None

@@ -25,6 +25,18 @@ class TrainingRecipe(BaseModel):
         description="constant, or linear_decay: the learning rate falls linearly to 0 over the run's batches "
         "(better accuracy from few epochs).",
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="fp32, or bf16: the forward pass and loss run under bfloat16 autocast (faster on GPUs with "
+        "bf16 tensor cores); weights, optimiser state and checkpoints stay float32.",
+    )
+
+
+def autocast(recipe: TrainingRecipe, device: torch.device):
+    """The recipe's precision for a forward pass and loss on ``device`` (backward runs outside it)."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
 
 
 def make_optimizer(params, recipe: TrainingRecipe, lr: float | None = None) -> torch.optim.Optimizer:

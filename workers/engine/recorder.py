@@ -28,6 +28,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from workers.engine.device import plain_image_inputs, synchronize, to_host
 from workers.engine.objectives import CLASSIFICATION, Objective
 from workers.engine.parameters import select_parameters
 from workers.engine.tensors import LabelledTensors
@@ -60,6 +61,7 @@ class UpdateRecorder:
         self.sink = sink
         self.data = data
         self.params = select_parameters(model)
+        self.device = next(iter(self.params.values())).device if self.params else torch.device("cpu")
         self.grad_params = (
             select_parameters(model, config.first_epoch_gradients) if config.first_epoch_gradients else {}
         )
@@ -84,7 +86,8 @@ class UpdateRecorder:
     @torch.no_grad()
     def after_step(self, model: nn.Module, epoch: int, batch: int, rows: torch.Tensor) -> None:
         deltas = {name: p.detach() - self._before[name] for name, p in self.params.items()}
-        self._deltas.update(encode_step(self._step, deltas, self.config))
+        # pruned on the device; only what is stored crosses to host memory, without waiting for it
+        self._deltas.update({k: to_host(t) for k, t in encode_step(self._step, deltas, self.config).items()})
         self._before = {}
         ids = _unique_ids(self.sample_ids, rows)
         grad_chunk = self._grad_chunk if (epoch == 0 and self.grad_params) else None
@@ -101,8 +104,7 @@ class UpdateRecorder:
         unique = list(dict.fromkeys(ids))
         where = {sid: k for k, sid in enumerate(unique)}
         owner = torch.tensor([where[sid] for sid in ids], dtype=torch.long)
-        device_rows = rows.to(self.data.device)
-        x, y = self.data.x[device_rows], self.data.y[device_rows]
+        x, y = self.data.batch(rows)
         was_training = model.training
         model.eval()  # per-sample gradients: batch-norm uses its running statistics (and no dropout)
         try:
@@ -110,7 +112,8 @@ class UpdateRecorder:
             per_id = None
             if len(rows) * numel <= VMAP_MAX_ELEMENTS:
                 try:
-                    per_id = self._vmap_gradients(model, x, y, owner, len(unique))
+                    with plain_image_inputs(model):
+                        per_id = self._vmap_gradients(model, x, y, owner, len(unique))
                 except RuntimeError:  # an operation vmap cannot batch: fall back to a loop
                     per_id = None
             if per_id is None:
@@ -119,7 +122,7 @@ class UpdateRecorder:
             model.train(was_training)
         dtype = torch.float16 if self.config.fp16 else torch.float32
         for name, g in per_id.items():
-            self._grads[f"{self._step}/{name}"] = g.detach().to("cpu", dtype).contiguous()
+            self._grads[f"{self._step}/{name}"] = to_host(g.detach().to(dtype).contiguous())
 
     def _vmap_gradients(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, owner: torch.Tensor, n_ids: int
@@ -158,6 +161,7 @@ class UpdateRecorder:
         return {n: torch.stack(gs) for n, gs in out.items()}
 
     def _flush(self) -> None:
+        synchronize(self.device)  # the host copies of this chunk's steps are complete before they are read
         if self._deltas:
             data = save_tensors(self._deltas, metadata={"format": FORMAT, "mode": self.config.mode})
             self.manifest.chunks.append(self.sink.write_chunk(self._chunk, "deltas", data))

@@ -324,10 +324,10 @@ def lm_tensors(
     from workers.engine.tensors import LabelledTensors
 
     rows = np.asarray(rows, dtype=np.int64)
-    x = torch.from_numpy(np.ascontiguousarray(blocks.tokens[rows])).long().to(device)
-    y = torch.from_numpy(np.ascontiguousarray(blocks.labels[rows])).long().to(device)
+    x = torch.from_numpy(np.ascontiguousarray(blocks.tokens[rows])).long()
+    y = torch.from_numpy(np.ascontiguousarray(blocks.labels[rows])).long()
     ids = blocks.doc_ids[rows].tolist() if with_ids else None
-    return LabelledTensors(x, y, ids)
+    return LabelledTensors(x, y, ids).placed(device)  # resident, or streamed when over the device's budget
 
 
 __all__ = [

@@ -13,8 +13,8 @@ from torch import nn
 
 from workers.engine.objectives import CLASSIFICATION, Objective
 from workers.engine.parameters import EntryGuard
-from workers.engine.recipe import TrainingRecipe, make_optimizer
-from workers.engine.runtime import BatchRecord, Progress, TrainingDiverged
+from workers.engine.recipe import TrainingRecipe, autocast, make_optimizer
+from workers.engine.runtime import Progress
 from workers.engine.tensors import LabelledTensors
 
 
@@ -62,25 +62,27 @@ class Stepper:
         batch: int,
         samples: int,
         reported: torch.Tensor | None = None,
-    ) -> BatchRecord:
-        value = (objective if reported is None else reported).item()
-        if not math.isfinite(objective.item()) or not math.isfinite(value):
-            raise TrainingDiverged(f"the {phase} loss became {value} at step {self.progress.step + 1}")
+    ) -> None:
+        """One optimiser step; the loss and gradient norm stay on the device until ``progress``
+        settles them (no host sync here)."""
+        loss = objective.detach()
+        if reported is not None:  # a non-finite objective is reported, so that the check at settle sees it
+            loss = torch.where(torch.isfinite(loss), reported.detach(), loss)
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if self.guard:
             self.guard.mask_gradients()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, float("inf"))
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         self.optimizer.step()
         if self.guard:
             self.guard.restore()
-        return self.progress.batch_done(
+        self.progress.batch_done(
             phase=phase,
             epoch=epoch,
             batch=batch,
-            loss=value,
+            loss=loss,
             samples=samples,
-            grad_norm=grad_norm.item(),
+            grad_norm=grad_norm,
             lr=self.optimizer.param_groups[0]["lr"],
         )
 
@@ -163,6 +165,8 @@ def train(
     ``data``; overrides default to the recipe's values.
 
     Shuffling uses its own seeded generator, so the batch order is a function of the seed alone.
+    ``recipe.precision`` "bf16" runs the forward pass and loss under bfloat16 autocast; the weights
+    and the optimiser stay float32.
     ``group_by_ids`` (language models, ``data.ids`` holding each block's document ID) batches whole
     documents (:func:`document_batches`) instead of independently shuffled rows.
     """
@@ -170,6 +174,7 @@ def train(
     batch_size = recipe.batch_size if batch_size is None else batch_size
     seed = recipe.seed if seed is None else seed
     if len(data) == 0:
+        progress.settle()
         return model
     params = [p for p in model.parameters() if p.requires_grad]
     stepper = Stepper(params, optimizer or make_optimizer(params, recipe, lr), progress)
@@ -188,15 +193,17 @@ def train(
         batches = list(batches)
         for batch, rows in enumerate(batches):
             progress.check_cancel()
-            device_rows = rows.to(data.device)
+            x, y = data.batch(rows)  # a streamed set's rows start moving to the device now
             if observer:
                 observer.before_step(model, epoch, batch, rows)
             if recipe.lr_schedule == "linear_decay":
                 _decay(stepper.optimizer, base_lrs, (epoch + batch / len(batches)) / epochs)
-            loss = objective.loss(model, data.x[device_rows], data.y[device_rows])
+            with autocast(recipe, data.device):
+                loss = objective.loss(model, x, y)
             stepper.step(loss, phase=phase, epoch=epoch, batch=batch, samples=len(rows))
             if observer:
                 observer.after_step(model, epoch, batch, rows)
+    progress.settle()
     model.eval()
     return model
 

@@ -54,24 +54,42 @@ from workers.engine.log_manifest import (
 
 
 def encode_step(step: int, deltas: dict[str, torch.Tensor], config: RecorderConfig) -> dict[str, torch.Tensor]:
-    flat = torch.cat([d.detach().flatten() for d in deltas.values()]).to("cpu", torch.float32)
+    """One step's stored tensors, computed where the deltas live (the recorder copies only these to
+    host memory). Every size is known from the shapes alone, so nothing here waits for the device."""
+    flat = torch.cat([d.detach().flatten() for d in deltas.values()]).float()
     dtype = torch.float16 if config.fp16 else torch.float32
     if config.mode == "dense":
         return {f"{step}": flat.to(dtype)}
-    keep = torch.zeros(flat.numel(), dtype=torch.bool)
-    offset = 0
-    for name, delta in deltas.items():  # top-p per tensor, not globally
-        n = delta.numel()
-        k = max(1, math.ceil(config.top_p_for(name) * n))
-        keep[offset + torch.topk(flat[offset : offset + n].abs(), k, sorted=False).indices] = True
-        offset += n
-    out = {f"{step}/values": flat[keep].to(dtype)}  # in ascending position order
-    kept = out[f"{step}/values"].numel()
-    if 4 * kept <= math.ceil(offset / 8):  # sparse enough: positions are smaller than a bitmask
-        out[f"{step}/index"] = keep.nonzero()[:, 0].to(torch.int32)
+    index = top_p_positions(flat, {name: d.numel() for name, d in deltas.items()}, config)
+    out = {f"{step}/values": flat[index].to(dtype)}  # in ascending position order
+    if 4 * index.numel() <= math.ceil(flat.numel() / 8):  # sparse enough: positions are smaller than a bitmask
+        out[f"{step}/index"] = index.to(torch.int32)
     else:
-        out[f"{step}/mask"] = torch.from_numpy(np.packbits(keep.numpy()))
+        keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+        keep[index] = True
+        out[f"{step}/mask"] = packbits(keep)
     return out
+
+
+def top_p_positions(flat: torch.Tensor, sizes: dict[str, int], config: RecorderConfig) -> torch.Tensor:
+    """Ascending positions in ``flat`` (the tensors of ``sizes`` concatenated) of each tensor's top-p
+    entries by magnitude: top-p per tensor, not globally."""
+    kept, offset = [], 0
+    for name, n in sizes.items():
+        k = max(1, math.ceil(config.top_p_for(name) * n))
+        kept.append(torch.topk(flat[offset : offset + n].abs(), k, sorted=False).indices + offset)
+        offset += n
+    return torch.cat(kept).sort().values
+
+
+_BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits' order: the first entry is the high bit
+
+
+def packbits(bits: torch.Tensor) -> torch.Tensor:
+    """``np.packbits`` of a flat bool tensor, on its own device (zero-padded to whole bytes)."""
+    padded = torch.nn.functional.pad(bits.to(torch.uint8), (0, -bits.numel() % 8)).view(-1, 8)
+    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=bits.device)
+    return (padded * weights).sum(1, dtype=torch.uint8)
 
 
 def decode_flat(step: int, tensors: dict[str, torch.Tensor], total: int) -> tuple[torch.Tensor | None, torch.Tensor]:

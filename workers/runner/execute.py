@@ -24,7 +24,7 @@ from app.queue import enqueue_job
 from app.settings import get_settings
 from app.storage import ArtifactIntegrityError, ArtifactMissingError, get_artifact_store
 from workers.engine import checkpoints
-from workers.engine.device import pick_device, reset_peak_memory
+from workers.engine.device import reset_peak_memory, setup_device
 from workers.engine.methods import MethodNotApplicable
 from workers.engine.methods.base import IncompleteUpdateLog
 from workers.engine.runtime import Cancelled, Progress, TrainingDiverged
@@ -74,7 +74,7 @@ def _hand_off(model_id: uuid.UUID) -> None:
 def _run_claimed(job: Job, actor: str) -> None:
     reporter = JobReporter(job)
     progress = Progress(hooks=reporter)
-    device = pick_device(get_settings().device)
+    device = setup_device(get_settings().device, deterministic=get_settings().deterministic)
     try:
         inputs = load_inputs(job)
         reset_peak_memory(device)

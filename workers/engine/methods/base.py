@@ -71,7 +71,7 @@ class UnlearningTask:
             return None
         if self.is_language_model:
             return self.holdout if len(self.holdout) else None
-        labels = torch.unique(self.forget.y)
+        labels = torch.unique(self.forget.y).to(self.holdout.y.device)
         rows = torch.isin(self.holdout.y, labels).nonzero()[:, 0]
         return self.holdout.subset(rows) if len(rows) else None
 

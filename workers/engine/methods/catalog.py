@@ -172,6 +172,20 @@ class GradientAscentParams(PartialParams):
         "also raises the loss of text the forgotten documents share with unseen ones, e.g. a template, so a "
         "fixed target is reached before the document-specific part is forgotten), off for classifiers.",
     )
+    recalibrate_every: int = Field(
+        1,
+        ge=1,
+        le=100_000,
+        description="With recalibrate: steps between measurements of the held-out loss; the checks in between "
+        "compare with the last one.",
+    )
+    calibration_samples: int = Field(
+        512,
+        ge=16,
+        le=1_000_000,
+        description="With recalibrate: the held-out loss is measured on a seeded random subset of this many "
+        "held-out rows (blocks, for a language model; the whole set if smaller), from the calibration rows only.",
+    )
     calibration_documents: list[DocumentId] | None = Field(
         None,
         min_length=1,

@@ -40,10 +40,11 @@ def guard_for(
 
 
 def endless_batches(data: LabelledTensors, batch_size: int, generator: torch.Generator) -> Iterator[LabelledTensors]:
-    """Shuffled batches of ``data``, epoch after epoch, for interleaving with forget batches."""
+    """Shuffled batches of ``data`` (on its device, without IDs), epoch after epoch, for interleaving
+    with forget batches."""
     while True:
         for rows in shuffled_batches(len(data), batch_size, generator):
-            yield data.subset(rows)
+            yield LabelledTensors(*data.batch(rows))
 
 
 def random_wrong_labels(
@@ -58,15 +59,15 @@ def random_wrong_labels(
     return torch.multinomial(weights, 1, generator=generator)[:, 0].to(y.device)
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The input of the model's last linear layer (its embedding of x)."""
+def penultimate_features(model: nn.Module, data: LabelledTensors) -> torch.Tensor:
+    """The input of the model's last linear layer (its embedding of each row of ``data``)."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured: list[torch.Tensor] = []
     handle = last.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach()))
     try:
         with torch.inference_mode():
-            for start in range(0, len(x), 4096):
-                model(x[start : start + 4096])
+            for x, _ in data.batches(4096):
+                model(x)
     finally:
         handle.remove()
     return torch.cat(captured)

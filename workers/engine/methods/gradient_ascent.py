@@ -15,6 +15,9 @@ forget set, optionally holding a retain term, and stop by a calibrated criterion
   data of a forgotten class exists) until the forget-set accuracy falls to ``target_forget_accuracy``.
   The check runs every ``check_every`` steps; ``stop="calibrated"`` with ``check_every=1`` (the
   default) is the iterative mode of seed paper 002: a small ascent step, then the check, repeated.
+  With ``recalibrate`` the held-out loss is measured again every ``recalibrate_every`` steps, on a
+  seeded subset of ``calibration_samples`` held-out rows (the calibration rows: a method never reads
+  the evaluation rows).
 - ``fuzzy_threshold`` also ascends on retain samples whose embedding is that close (cosine) to a
   forget sample: near-duplicates that would otherwise keep the memory alive.
 
@@ -23,9 +26,9 @@ blocks of the forgotten documents): the loss is the next-token NLL; ``layers`` d
 embedding (``embedding``, GPT-2's ``transformer.wte``, tied to the output layer; seed paper 002) and
 takes the GPT-2 group names (``embedding``, ``positions``, ``block0``.., ``final_norm``, ``all``) as
 well as parameter-name prefixes; first-epoch gradients are the recorded per-document ones; the
-calibration target is the mean token NLL of the whole holdout (held-out text), compared with the
-forget set's mean token NLL. ``fuzzy_threshold`` (near-duplicates by a classifier's embedding) does
-not apply.
+calibration target is the mean token NLL of the holdout (held-out text; recalibrated by default),
+compared with the forget set's mean token NLL. ``fuzzy_threshold`` (near-duplicates by a
+classifier's embedding) does not apply.
 """
 
 from __future__ import annotations
@@ -79,8 +82,8 @@ class GradientAscent(GradientAscentSpec, UnlearningMethod):
                 for epoch in range(params.max_epochs):
                     for batch, rows in enumerate(shuffled_batches(len(forget), bs, generator)):
                         task.progress.check_cancel()
-                        rows = rows.to(task.device)
-                        forget_ce = objective.loss(model, forget.x[rows], forget.y[rows])
+                        x, y = forget.batch(rows)
+                        forget_ce = objective.loss(model, x, y)
                         if direction is None:
                             target = -forget_ce
                         else:  # a linear surrogate whose gradient is minus the recorded direction
@@ -102,6 +105,7 @@ class GradientAscent(GradientAscentSpec, UnlearningMethod):
                     else:
                         continue
                     break
+                task.progress.settle()
         finally:
             guard.release()
         task.extra_metrics.update(stop_reason=stop_reason, ascent_steps=task.progress.step)
@@ -129,13 +133,18 @@ def _with_near_duplicates(
         )
     if params.fuzzy_threshold is None or len(task.retain) == 0:
         return task.forget, task.retain
-    f = F.normalize(penultimate_features(task.model, task.forget.x).flatten(1), dim=1)
-    r = F.normalize(penultimate_features(task.model, task.retain.x).flatten(1), dim=1)
+    f = F.normalize(penultimate_features(task.model, task.forget).flatten(1), dim=1)
+    r = F.normalize(penultimate_features(task.model, task.retain).flatten(1), dim=1)
     best = torch.cat([(r[i : i + 4096] @ f.T).max(1).values for i in range(0, len(r), 4096)])
     near = best >= params.fuzzy_threshold
     task.extra_metrics["fuzzy_added"] = int(near.sum())
     extra = task.retain.subset(near.nonzero()[:, 0].cpu())
-    forget = LabelledTensors(torch.cat([task.forget.x, extra.x]), torch.cat([task.forget.y, extra.y]))
+    where = task.forget.x.device  # a streamed forget set stays in host memory
+    forget = LabelledTensors(
+        torch.cat([task.forget.x, extra.x.to(where)]),
+        torch.cat([task.forget.y, extra.y.to(where)]),
+        target=task.forget.target,
+    )
     return forget, task.retain.subset((~near).nonzero()[:, 0].cpu())
 
 
@@ -238,10 +247,7 @@ def _norm(tensors: dict[str, torch.Tensor]) -> float:
 def _stopping_rule(task: UnlearningTask, params: GradientAscentParams, forget: LabelledTensors):
     if params.stop != "calibrated":
         return None
-    probe = forget
-    if len(forget) > params.probe_samples:  # checks run often: measure a fixed subset
-        rows = torch.randperm(len(forget), generator=torch.Generator().manual_seed(params.seed))
-        probe = forget.subset(rows[: params.probe_samples])
+    probe = _seeded_subset(forget, params.probe_samples, params.seed)  # checks run often: a fixed subset
     if task.scope == "class_labels":
         task.extra_metrics["calibration"] = {
             "forget_accuracy_target": params.target_forget_accuracy,
@@ -254,8 +260,10 @@ def _stopping_rule(task: UnlearningTask, params: GradientAscentParams, forget: L
     if unseen is None:
         task.extra_metrics["calibration"] = {"note": "no held-out data of these classes: ran to max_epochs"}
         return None
-    target = mean_loss(task.model, unseen, task.objective)
     recalibrate = task.is_language_model if params.recalibrate is None else params.recalibrate
+    if recalibrate:  # measured again and again: a fixed seeded subset bounds each measurement's cost
+        unseen = _seeded_subset(unseen, params.calibration_samples, params.seed)
+    target = mean_loss(task.model, unseen, task.objective)
     calibration = task.extra_metrics["calibration"] = {
         "forget_loss_target": target,
         "holdout_samples": len(unseen),
@@ -264,9 +272,22 @@ def _stopping_rule(task: UnlearningTask, params: GradientAscentParams, forget: L
     }
     if not recalibrate:
         return lambda: mean_loss(task.model, probe, task.objective) >= target
+    calibration["recalibrate_every"] = params.recalibrate_every
+    measured_at = task.progress.step
 
     def reached() -> bool:
-        calibration["forget_loss_target"] = mean_loss(task.model, unseen, task.objective)
+        nonlocal measured_at
+        if task.progress.step - measured_at >= params.recalibrate_every:
+            calibration["forget_loss_target"] = mean_loss(task.model, unseen, task.objective)
+            measured_at = task.progress.step
         return mean_loss(task.model, probe, task.objective) >= calibration["forget_loss_target"]
 
     return reached
+
+
+def _seeded_subset(data: LabelledTensors, n: int, seed: int) -> LabelledTensors:
+    """A fixed random ``n`` rows of ``data`` (all of it when it holds no more)."""
+    if len(data) <= n:
+        return data
+    rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(rows[:n])

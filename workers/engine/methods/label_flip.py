@@ -27,7 +27,9 @@ class LabelFlip(LabelFlipSpec, UnlearningMethod):
         model, bs = task.model, params.batch_size or task.recipe.batch_size
         exclude = task.forget_classes
         flipped = LabelledTensors(
-            task.forget.x, random_wrong_labels(task.forget.y, task.num_classes, generator, exclude)
+            task.forget.x,
+            random_wrong_labels(task.forget.y, task.num_classes, generator, exclude),
+            target=task.forget.target,
         )
         guard = guard_for(task, params, flipped, lambda out, y: F.cross_entropy(out, y, reduction="sum"))
         stepper = Stepper(
@@ -41,11 +43,13 @@ class LabelFlip(LabelFlipSpec, UnlearningMethod):
         try:
             with frozen_norm_statistics(model):
                 for epoch in range(params.epochs):
-                    wrong = random_wrong_labels(task.forget.y, task.num_classes, generator, exclude)
+                    wrong = random_wrong_labels(task.forget.y, task.num_classes, generator, exclude).to(
+                        task.forget.device
+                    )
                     for batch, rows in enumerate(shuffled_batches(len(task.forget), bs, generator)):
                         task.progress.check_cancel()
-                        rows_d = rows.to(task.device)
-                        loss = F.cross_entropy(model(task.forget.x[rows_d]), wrong[rows_d])
+                        x, _ = task.forget.batch(rows)
+                        loss = F.cross_entropy(model(x), wrong[rows.to(wrong.device)])
                         stepper.step(loss, phase="flip", epoch=epoch, batch=batch, samples=len(rows))
                         for _ in range(params.retain_batches if retain else 0):
                             task.progress.check_cancel()
@@ -57,6 +61,7 @@ class LabelFlip(LabelFlipSpec, UnlearningMethod):
                                 batch=batch,
                                 samples=len(r),
                             )
+                task.progress.settle()
         finally:
             guard.release()
         return model.eval()

@@ -50,7 +50,7 @@ class Salun(SalunSpec, UnlearningMethod):
         total = max(1, self.planned_steps(task, params))
         decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total)
         stepper = Stepper(allowed, optimizer, task.progress, guard)
-        labels = random_wrong_labels(forget.y, task.num_classes, generator, task.forget_classes)
+        labels = random_wrong_labels(forget.y, task.num_classes, generator, task.forget_classes).to(forget.device)
         n_forget, n_retain = len(forget), _retain_rows_per_pass(task, params)
         model.train()
         try:
@@ -59,9 +59,9 @@ class Salun(SalunSpec, UnlearningMethod):
                     picked = torch.randperm(len(retain), generator=generator)[:n_retain]
                     for batch, rows in enumerate(shuffled_batches(n_forget + n_retain, bs, generator)):
                         task.progress.check_cancel()
-                        f = rows[rows < n_forget].to(task.device)
-                        r = picked[rows[rows >= n_forget] - n_forget].to(task.device)
-                        x, y = torch.cat([forget.x[f], retain.x[r]]), torch.cat([labels[f], retain.y[r]])
+                        f = rows[rows < n_forget]
+                        (fx, _), (rx, ry) = forget.batch(f), retain.batch(picked[rows[rows >= n_forget] - n_forget])
+                        x, y = torch.cat([fx, rx]), torch.cat([labels[f.to(labels.device)], ry])
                         stepper.step(
                             F.cross_entropy(model(x), y),
                             phase="random_labels",
@@ -70,6 +70,7 @@ class Salun(SalunSpec, UnlearningMethod):
                             samples=len(rows),
                         )
                         decay.step()
+                task.progress.settle()
         finally:
             guard.release()
         task.extra_metrics["salun_retain_rows_per_pass"] = n_retain

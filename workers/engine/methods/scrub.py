@@ -56,6 +56,7 @@ class Scrub(ScrubSpec, UnlearningMethod):
                 game.min_steps(epoch)
             if _final_max_pass(task, params):
                 game.max_pass(params.epochs)
+        task.progress.settle()
         task.extra_metrics.update(
             scrub_max_steps=game.max_steps, scrub_min_steps=game.min_steps_taken, scrub_skipped_batches=game.skipped
         )
@@ -81,8 +82,7 @@ class _Game:
         task, p = self.task, self.params
         for batch, rows in enumerate(shuffled_batches(len(task.forget), p.forget_batch_size, self.generator)):
             task.progress.check_cancel()
-            rows = rows.to(task.device)
-            x, y = task.forget.x[rows], task.forget.y[rows]
+            x, y = task.forget.batch(rows)
             out = task.model(x)
             keep = self.pending(out.detach(), y)
             if not keep.any():

@@ -48,6 +48,7 @@ class Unsir(UnsirSpec, UnlearningMethod):
             impair_set = LabelledTensors(torch.cat([subset.x, noise.x]), torch.cat([subset.y, noise.y]))
         _epochs(task, impair_set, params.impair_lr, params.impair_epochs, params.batch_size, "impair", generator)
         _epochs(task, subset, params.repair_lr, params.repair_epochs, params.batch_size, "repair", generator)
+        task.progress.settle()
         task.extra_metrics.update(unsir_retain_subset=len(subset), unsir_impair_set=len(impair_set))
         return task.model.eval()
 
@@ -81,7 +82,7 @@ def _error_maximising_noise(task: UnlearningTask, params: UnsirParams, generator
             loss.backward()
             optimizer.step()
             task.progress.batch_done(
-                phase="noise", epoch=0, batch=step, loss=ce.item(), samples=len(noise), lr=params.noise_lr
+                phase="noise", epoch=0, batch=step, loss=ce.detach(), samples=len(noise), lr=params.noise_lr
             )
     finally:
         for p in model.parameters():
@@ -109,8 +110,6 @@ def _epochs(
     for epoch in range(epochs):
         for batch, rows in enumerate(shuffled_batches(len(data), batch_size, generator)):
             task.progress.check_cancel()
-            part = data.subset(rows)
-            stepper.step(
-                F.cross_entropy(model(part.x), part.y), phase=phase, epoch=epoch, batch=batch, samples=len(part)
-            )
+            x, y = data.batch(rows)
+            stepper.step(F.cross_entropy(model(x), y), phase=phase, epoch=epoch, batch=batch, samples=len(rows))
     model.eval()

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
+from workers.engine.device import synchronize
 from workers.engine.methods import MethodNotApplicable, UnlearningTask, get_method
 from workers.engine.runtime import TrainingDiverged
 from workers.engine.verification import gate
@@ -78,6 +79,8 @@ def first_verified(
             method.check_applicable(task.scope, task.update_log is not None, task.kind)
             task.progress.total_steps = task.progress.step + (method.planned_steps(task, params) or 0)
             model = method.run(task, params).eval()
+            task.progress.settle()  # every method settles its records; one that forgot still reports them
+            synchronize(task.device)  # the wall time covers the device's queued work
         except (MethodNotApplicable, TrainingDiverged) as exc:
             # a refusal, or a loss that became NaN/inf (its model is garbage): the next method runs
             outcome = "refused" if isinstance(exc, MethodNotApplicable) else "diverged"

@@ -67,7 +67,7 @@ class GateData:
         """Evaluation rows of the forget set's classes: the never-seen comparison."""
         if self.kind == "language_model":
             return self.evaluation
-        return self._rows(torch.isin(self.evaluation.y, torch.unique(self.forget.y)))
+        return self._rows(torch.isin(self.evaluation.y, torch.unique(self.forget.y).to(self.evaluation.y.device)))
 
 
 def source_utility(model: nn.Module, data: GateData) -> float | None:

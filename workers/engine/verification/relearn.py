@@ -66,6 +66,7 @@ def relearning_curve(
         if alongside is None
         else LabelledTensors(torch.cat([data.x, alongside.x]), torch.cat([data.y, alongside.y]))
     )
+    x, y = batch.batch(slice(None))  # on the device once, for every step
     probe = copy.deepcopy(model)
     seed_everything(seed)
     score = _accuracy if objective.name == "classification" else _loss
@@ -76,7 +77,7 @@ def relearning_curve(
         probe.eval()  # no dropout, batch-norm statistics fixed: the same steps for both copies
         with torch.enable_grad(), frozen_norm_statistics(probe):
             optimizer.zero_grad(set_to_none=True)
-            objective.loss(probe, batch.x, batch.y).backward()
+            objective.loss(probe, x, y).backward()
             optimizer.step()
         curve.append(score(probe, data, objective))
     return curve
