@@ -80,15 +80,8 @@ def celery_app() -> Celery:
     return app
 
 
-def enqueue_job(job_id: uuid.UUID, device_class: str | None = None) -> None:
-    """Publish the job to its device class's queue; without ``device_class``, the one its row names
-    (a worker's hand-off to the model's next job knows only the id)."""
-    if device_class is None:
-        from app.db import session_scope
-        from app.jobs import repository as jobs_repo
-
-        with session_scope() as db:
-            device_class = jobs_repo.device_class_of(db, job_id) or "gpu"
+def enqueue_job(job_id: uuid.UUID, device_class: str) -> None:
+    """Publish the job to its device class's queue."""
     queue = job_queue(get_settings().queue_name, device_class)
     celery_app().send_task(RUN_JOB, args=[str(job_id)], task_id=str(job_id), queue=queue)
 

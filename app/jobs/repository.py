@@ -73,13 +73,11 @@ def _queue_key(model_id: uuid.UUID) -> dict[str, str]:
     return {"key": f"queue:{model_id}"}
 
 
-def oldest_queued_of_model(db: Session, model_id: uuid.UUID) -> uuid.UUID | None:
-    q = select(Job.id).where(Job.model_id == model_id, Job.state == QUEUED).order_by(Job.id).limit(1)
-    return db.scalar(q)
-
-
-def device_class_of(db: Session, job_id: uuid.UUID) -> str | None:
-    return db.scalar(select(Job.device_class).where(Job.id == job_id))
+def oldest_queued_of_model(db: Session, model_id: uuid.UUID) -> tuple[uuid.UUID, str] | None:
+    """The model's oldest QUEUED job: its id and device class (the queue it goes to)."""
+    q = select(Job.id, Job.device_class).where(Job.model_id == model_id, Job.state == QUEUED).order_by(Job.id)
+    row = db.execute(q.limit(1)).first()
+    return None if row is None else (row.id, row.device_class)
 
 
 def lock_job(db: Session, job_id: uuid.UUID) -> Job:

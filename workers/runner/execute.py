@@ -66,7 +66,7 @@ def _hand_off(model_id: uuid.UUID) -> None:
         with session_scope() as db:
             next_job = jobs_repo.oldest_queued_of_model(db, model_id)
         if next_job is not None:
-            enqueue_job(next_job)
+            enqueue_job(*next_job)
     except Exception:  # the deferred message and the reconciler still start it
         log.warning("could not hand the model %s over to its next job", model_id, exc_info=True)
 
